@@ -1,0 +1,88 @@
+"""The pyramid contract every image backbone honours (after KerasHub's ``pyramid_outputs``).
+
+A backbone is a plain functional ``keras.Model`` named ``"backbone"`` whose output is a dict of
+feature maps by level: ``{"P1": ..., "P2": ..., ...}``. Level ``Pk`` has stride ``2**k``: for an
+input of H x W its spatial size is ``ceil(H / 2**k) x ceil(W / 2**k)``. Backbones expose as many
+levels as their depth gives (``basic_cnn`` with three stages: P1..P3; ``resnet18``: P1..P5).
+
+Heads tap the dict: classifiers pool the deepest level, the captioning encoder attends over P4 or
+P5, the U-Net decoder takes every level as a skip connection. Because the backbone is one nested
+model inside every task model, ``model.get_layer("backbone")`` finds it again after loading, its
+weights can be saved alone (``backbone.weights.h5``) and reused by any task of the same modality.
+
+The contract is checked once, when the backbone is built (:func:`make_backbone`).
+"""
+
+import math
+
+import keras
+
+from pipelines.errors import UserError
+from pipelines.registry import Registry
+
+BACKBONES = Registry("backbone")
+BACKBONE_LAYER_NAME = "backbone"
+
+
+def register_backbone(name, *, modality, min_size=1, note=""):
+    """Decorator registering a builder ``fn(input_shape, **options) -> keras.Model``."""
+    return BACKBONES.register(name, modality=modality, min_size=min_size, note=note)
+
+
+def make_backbone(inputs, pyramid, *, name=BACKBONE_LAYER_NAME):
+    """Wrap an input and its dict of level tensors as a backbone, checking the stride contract."""
+    model = keras.Model(inputs, dict(sorted(pyramid.items())), name=name)
+    validate_pyramid(model)
+    model.pyramid_outputs = model.output
+    return model
+
+
+def pyramid_outputs(backbone):
+    """The backbone's level dict (also works on a backbone reloaded from a .keras file)."""
+    outputs = backbone.output
+    if not isinstance(outputs, dict):
+        raise UserError(f"backbone {backbone.name!r} does not output a pyramid dict")
+    return outputs
+
+
+def deepest_level(backbone):
+    return max(pyramid_outputs(backbone), key=lambda level: int(level[1:]))
+
+
+def validate_pyramid(backbone):
+    """Raise ValueError unless every level Pk has spatial size ceil(size / 2**k)."""
+    height, width = backbone.input_shape[1:3]
+    for level, tensor in pyramid_outputs(backbone).items():
+        if not (level.startswith("P") and level[1:].isdigit()):
+            raise ValueError(f"pyramid level names must be P1..P5, got {level!r}")
+        if len(tensor.shape) != 4:
+            continue
+        stride = 2 ** int(level[1:])
+        expected = (math.ceil(height / stride) if height else None,
+                    math.ceil(width / stride) if width else None)
+        if height and tuple(tensor.shape[1:3]) != expected:
+            raise ValueError(f"{backbone.name}: level {level} has spatial shape "
+                             f"{tuple(tensor.shape[1:3])}, expected {expected} (stride {stride})")
+
+
+def create_backbone(name, input_shape, **options):
+    """Build a registered backbone for ``input_shape``; bad names or options raise UserError."""
+    entry = BACKBONES.entry(name)
+    min_size = entry.meta.get("min_size", 1)
+    if entry.meta["modality"] == "image":
+        if len(input_shape) != 3 or input_shape[-1] not in (1, 3):
+            raise UserError(f"backbone {name!r} needs (height, width, 1 or 3) input, got {input_shape}")
+        if min(input_shape[:2]) < min_size:
+            raise UserError(f"backbone {name!r} needs inputs of at least {min_size}x{min_size}, "
+                            f"got {input_shape[0]}x{input_shape[1]}; set image_size")
+    try:
+        return entry.obj(tuple(input_shape), **options)
+    except TypeError as error:
+        if "argument" in str(error):
+            raise UserError(f"backbone {name!r}: bad backbone_options ({error})") from None
+        raise
+
+
+def count_params(name, input_shape):
+    keras.backend.clear_session()
+    return create_backbone(name, input_shape).count_params()

@@ -1,0 +1,50 @@
+"""The textbook convolutional stacks: conv 3x3 + ReLU, then 2x2 pooling with stride 2, per stage."""
+
+import keras
+from keras import layers
+
+from pipelines.backbones.base import make_backbone, register_backbone
+
+
+def conv_stage(x, width, convs, *, batch_norm, name):
+    for i in range(convs):
+        x = layers.Conv2D(width, 3, padding="same", use_bias=not batch_norm,
+                          name=f"{name}_conv{i + 1}")(x)
+        if batch_norm:
+            x = layers.BatchNormalization(name=f"{name}_bn{i + 1}")(x)
+        x = layers.ReLU(name=f"{name}_relu{i + 1}")(x)
+    return x
+
+
+def pool(x, kind, name):
+    pooling = layers.MaxPooling2D if kind == "max" else layers.AveragePooling2D
+    return pooling(2, strides=2, padding="same", name=name)(x)
+
+
+@register_backbone("basic_cnn", modality="image", min_size=8,
+                   note="[conv3x3-ReLU]xN + 2x2 pool per stage; widths/depth/pool configurable")
+def basic_cnn(input_shape, widths=(32, 64, 128), convs_per_stage=2, pool_type="max",
+              batch_norm=False):
+    """The classic LeNet/VGG-style stack; ``pool_type`` is ``"max"`` or ``"average"``."""
+    if pool_type not in ("max", "average"):
+        raise TypeError(f"pool_type argument must be 'max' or 'average', got {pool_type!r}")
+    inputs = keras.Input(input_shape, name="image")
+    x, pyramid = inputs, {}
+    for k, width in enumerate(widths, start=1):
+        x = conv_stage(x, int(width), int(convs_per_stage), batch_norm=batch_norm, name=f"stage{k}")
+        x = pool(x, pool_type, name=f"stage{k}_pool")
+        pyramid[f"P{k}"] = x
+    return make_backbone(inputs, pyramid)
+
+
+@register_backbone("vgg_small", modality="image", min_size=16,
+                   note="VGG-style: 4 stages of 2 conv3x3-BN-ReLU + max pool, width multiplier")
+def vgg_small(input_shape, width=1.0, widths=(32, 64, 128, 256), convs_per_stage=2):
+    inputs = keras.Input(input_shape, name="image")
+    x, pyramid = inputs, {}
+    for k, base in enumerate(widths, start=1):
+        x = conv_stage(x, max(4, int(base * width)), int(convs_per_stage), batch_norm=True,
+                       name=f"stage{k}")
+        x = pool(x, "max", name=f"stage{k}_pool")
+        pyramid[f"P{k}"] = x
+    return make_backbone(inputs, pyramid)

@@ -1,0 +1,248 @@
+"""The ``cnn-tasks`` command: argument parsing, exit codes (0 / 1 / 2), verbs -> workflow.
+
+Bad input (``UserError``, argparse mistakes) prints one line on stderr and exits 2 without a
+traceback; anything else is an internal error (exit 1).
+"""
+
+import argparse
+import json
+import os
+import sys
+
+TASK_NAMES = ("image-classification", "captioning", "text-classification", "medical-segmentation")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive_int(text):
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be >= 1, got 0")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def build_parser():
+    parser = _Parser(prog="cnn-tasks", description="Convolutional networks for four jobs: "
+                     "image classification, captioning, text classification, medical segmentation.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+
+    p = verbs.add_parser("tasks", help="the tasks, their default data and backbone")
+    p.add_argument("--options", metavar="TASK", help="list every configuration key of TASK")
+
+    p = verbs.add_parser("backbones", help="the backbone registry")
+    p.add_argument("--modality", choices=("image", "text"))
+    p.add_argument("--input-size", type=_positive_int, default=32,
+                   help="image size used to count parameters (default 32)")
+
+    p = verbs.add_parser("train", help="train, then evaluate on the held-out test split")
+    p.add_argument("task", nargs="?", metavar="TASK", help=" | ".join(TASK_NAMES))
+    p.add_argument("--data", help="a path, or builtin:NAME")
+    p.add_argument("--backbone")
+    p.add_argument("--backbone-from", metavar="RUN_DIR")
+    p.add_argument("--backbone-weights", metavar="FILE")
+    p.add_argument("--freeze-backbone", action="store_true", default=None)
+    p.add_argument("--fine-tune-epochs", type=_non_negative_int, metavar="N")
+    p.add_argument("--epochs", type=_positive_int, metavar="N")
+    p.add_argument("--batch-size", type=_positive_int, metavar="N")
+    p.add_argument("--learning-rate", type=_positive_float, metavar="LR")
+    p.add_argument("--seed", type=int, metavar="N")
+    p.add_argument("--config", metavar="FILE.toml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--output", metavar="DIR")
+    p.add_argument("--resume", metavar="RUN_DIR")
+    p.add_argument("--strategy", choices=("auto", "default", "mirrored", "multi-worker"))
+    p.add_argument("--quiet", action="store_true")
+
+    p = verbs.add_parser("evaluate", help="evaluate a saved run")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--data", metavar="SPEC")
+    p.add_argument("--json", action="store_true")
+
+    p = verbs.add_parser("predict", help="predictions for files or strings")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--out", metavar="PATH")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+
+    p = verbs.add_parser("export", help="export a run's model")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--format", required=True, choices=("saved_model", "tflite"))
+    p.add_argument("--out", metavar="DIR")
+
+    p = verbs.add_parser("runs", help="saved runs with their key metrics")
+    p.add_argument("task", nargs="?", metavar="TASK")
+    p.add_argument("--root", default="saved_models", metavar="DIR")
+    return parser
+
+
+def _version():
+    from pipelines import __version__
+
+    return __version__
+
+
+def _quiet_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning, module="keras")
+
+
+def cmd_tasks(args):
+    from pipelines import config as config_lib
+    from pipelines.tasks import TASKS, get_task
+
+    if args.options:
+        task = get_task(args.options)
+        for name, type_name, default, help_text in config_lib.describe(task.Config):
+            print(f"{name:<26}{type_name:<10}{default!s:<18}{help_text}")
+        return
+    get_task("image-classification")
+    print(f"{'task':<24}{'default data':<22}{'backbone':<14}summary")
+    for name in TASK_NAMES:
+        if name in TASKS:
+            task = TASKS.get(name)
+            cfg = task.Config()
+            print(f"{name:<24}{cfg.data:<22}{cfg.backbone:<14}{task.summary}")
+        else:
+            print(f"{name:<24}{'-':<22}{'-':<14}not implemented yet")
+
+
+def cmd_backbones(args):
+    from pipelines.backbones import BACKBONES, count_params
+
+    print(f"{'name':<18}{'modality':<10}{'params':>12}  {'min size':<9}note")
+    for entry in BACKBONES.entries():
+        if args.modality and entry.meta["modality"] != args.modality:
+            continue
+        if entry.meta["modality"] == "image":
+            size = max(args.input_size, entry.meta.get("min_size", 1))
+            params = count_params(entry.name, (size, size, 3))
+        else:
+            params = count_params(entry.name, None)
+        print(f"{entry.name:<18}{entry.meta['modality']:<10}{params:>12,}  "
+              f"{entry.meta.get('min_size', '-')!s:<9}{entry.meta.get('note', '')}")
+    if args.modality != "text":
+        print(f"(parameters counted for {args.input_size}x{args.input_size}x3 input)")
+
+
+def cmd_train(args):
+    from pipelines import config as config_lib
+    from pipelines import workflow
+    from pipelines.errors import UserError
+    from pipelines.tasks import get_task
+
+    if args.resume:
+        if args.task or args.config or args.set:
+            raise UserError("--resume RUN_DIR continues a run with its saved configuration; "
+                            "give no TASK, --config or --set with it")
+        workflow.train(None, resume=args.resume, quiet=args.quiet)
+        return
+    if not args.task:
+        raise UserError(f"train needs a TASK: {', '.join(TASK_NAMES)}")
+    task = get_task(args.task)
+    flags = {"data": args.data, "backbone": args.backbone, "backbone_from": args.backbone_from,
+             "backbone_weights": args.backbone_weights, "freeze_backbone": args.freeze_backbone,
+             "fine_tune_epochs": args.fine_tune_epochs, "epochs": args.epochs,
+             "batch_size": args.batch_size, "learning_rate": args.learning_rate, "seed": args.seed,
+             "output": args.output, "strategy": args.strategy}
+    config = workflow.resolve_config(task, toml=args.config, sets=config_lib.parse_set(args.set),
+                                     flags=flags)
+    workflow.train(task.name, config=config, quiet=args.quiet)
+
+
+def cmd_evaluate(args):
+    from pipelines import workflow
+
+    workflow.evaluate(args.run_dir, data=args.data, as_json=args.json)
+
+
+def cmd_predict(args):
+    from pipelines import config as config_lib
+    from pipelines import workflow
+
+    task, records = workflow.predict(args.run_dir, args.inputs,
+                                     options=config_lib.parse_set(args.set), out=args.out)
+    for record in records:
+        print(json.dumps(record) if args.json else task.format_prediction(record))
+
+
+def cmd_export(args):
+    from pipelines import workflow
+
+    print(workflow.export(args.run_dir, args.format, args.out))
+
+
+def cmd_runs(args):
+    from pipelines import runs
+    from pipelines.tasks import get_task
+
+    rows = runs.list_runs(args.root, args.task)
+    if not rows:
+        print(f"no runs under {args.root}" + (f"/{args.task}" if args.task else ""))
+        return
+    print(f"{'task':<22}{'run':<26}{'state':<10}{'data':<26}{'backbone':<14}metrics (network / baseline)")
+    for row in rows:
+        doc = row["metrics"]
+        keys = get_task(row["task"]).key_metrics if doc else ()
+        base = (doc.get("baseline") or {}).get("metrics", {}) if doc else {}
+        shown = "  ".join(f"{k} {_fmt(doc['metrics'].get(k))}/{_fmt(base.get(k))}" for k in keys)
+        backbone = (doc.get("backbone") or {}) if doc else {}
+        origin = f" <- {backbone['from_run']}" if backbone.get("from_run") else ""
+        print(f"{row['task']:<22}{row['run_dir'].name:<26}{row['state']:<10}"
+              f"{str(doc.get('data', '')):<26}{backbone.get('name', ''):<14}{shown}{origin}")
+
+
+def _fmt(value):
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+COMMANDS = {"tasks": cmd_tasks, "backbones": cmd_backbones, "train": cmd_train,
+            "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export, "runs": cmd_runs}
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    _quiet_tensorflow()
+    from pipelines.errors import UserError
+
+    try:
+        COMMANDS[args.verb](args)
+    except UserError as error:
+        print(f"cnn-tasks: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cnn-tasks: interrupted; a training run can be continued with --resume RUN_DIR",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

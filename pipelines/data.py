@@ -1,0 +1,124 @@
+"""Splits (seeded, stratified, or given by the data) and tf.data input pipelines.
+
+A task's reader returns a :class:`Dataset`; the pipeline splits it once here and records the
+split in the run directory, so evaluation later sees exactly the same test examples.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipelines.errors import UserError
+
+
+@dataclass
+class Dataset:
+    """What a task reader returns. ``x``/``y`` are indexable arrays (or lists) of equal length."""
+
+    x: object
+    y: object
+    spec: str
+    description: str
+    info: dict = field(default_factory=dict)
+    given_splits: dict = None  # {"train": idx, "val": idx (optional), "test": idx} from the data
+    notes: list = field(default_factory=list)
+
+    def __len__(self):
+        return len(self.y)
+
+    def subset(self, indices):
+        indices = np.asarray(indices, dtype=int)
+        return Dataset(_take(self.x, indices), _take(self.y, indices), self.spec, self.description, dict(self.info), None, list(self.notes))
+
+
+def _take(values, indices):
+    if isinstance(values, dict):
+        return {k: _take(v, indices) for k, v in values.items()}
+    if isinstance(values, np.ndarray):
+        return values[indices]
+    return [values[i] for i in indices]
+
+
+@dataclass
+class Splits:
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    method: str
+
+    def counts(self):
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+    def to_json(self):
+        return {"method": self.method, "train": self.train.tolist(), "val": self.val.tolist(),
+                "test": self.test.tolist()}
+
+    @classmethod
+    def from_json(cls, obj):
+        return cls(*(np.asarray(obj[k], dtype=int) for k in ("train", "val", "test")),
+                   method=obj["method"])
+
+
+def _stratifiable(labels, parts):
+    if labels is None:
+        return False
+    _, counts = np.unique(labels, return_counts=True)
+    return len(counts) > 1 and counts.min() >= parts
+
+
+def _split_off(indices, labels, fraction, seed):
+    """Split ``indices`` into (rest, held) with ``fraction`` held, stratified when possible."""
+    from sklearn.model_selection import train_test_split
+
+    sub_labels = None if labels is None else np.asarray(labels)[indices]
+    stratify = sub_labels if _stratifiable(sub_labels, 2) else None
+    n_held = max(1, int(np.ceil(len(indices) * fraction)))  # scikit-learn's rounding
+    if stratify is not None and n_held < len(np.unique(sub_labels)):
+        stratify = None
+    rest, held = train_test_split(indices, test_size=n_held, random_state=seed, stratify=stratify)
+    return np.sort(rest), np.sort(held), stratify is not None
+
+
+def make_splits(n, labels=None, *, test_fraction, val_fraction, seed, given=None):
+    """Train/val/test index arrays: the data's own split where given, else seeded and stratified."""
+    if n < 3:
+        raise UserError(f"the dataset has {n} examples; at least 3 are needed to train and test")
+    all_indices = np.arange(n)
+    if given:
+        if "train" not in given or "test" not in given:
+            raise UserError("the data gives splits but not both 'train' and 'test'")
+        train, test = np.asarray(given["train"], int), np.asarray(given["test"], int)
+        if "val" in given and len(given["val"]):
+            return Splits(train, np.asarray(given["val"], int), test, "given by the data")
+        train, val, _ = _split_off(train, labels, val_fraction, seed)
+        return Splits(train, val, test, "given by the data (validation carved from train)")
+    rest, test, stratified = _split_off(all_indices, labels, test_fraction, seed)
+    train, val, _ = _split_off(rest, labels, val_fraction, seed)
+    kind = "stratified" if stratified else "random"
+    return Splits(train, val, test,
+                  f"{kind}, seed {seed}, test {test_fraction:.0%}, validation {val_fraction:.0%} of the rest")
+
+
+def tf_dataset(x, y, *, batch_size, training, seed=0, augment=None, cache=True, sample_weight=None):
+    """The standard input pipeline: cache, shuffle (training), batch, augment on the fly, prefetch."""
+    import tensorflow as tf
+
+    parts = (x, y) if sample_weight is None else (x, y, sample_weight)
+    ds = tf.data.Dataset.from_tensor_slices(parts)
+    if cache:
+        ds = ds.cache()
+    if training:
+        ds = ds.shuffle(min(len(y), 10_000), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if training and augment is not None:
+        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def balanced_class_weight(labels):
+    """{class: weight} inverse to frequency (scikit-learn's 'balanced' rule)."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    classes = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=classes, y=np.asarray(labels))
+    return {int(c): float(w) for c, w in zip(classes, weights)}

@@ -1,0 +1,149 @@
+"""The run directory: new ids, atomic writes, never overwrite, lineage, listing.
+
+Layout (see ../shared/CONTRACT.md): ``<root>/<task>/<run-id>/`` holding config.json, model.keras,
+backbone.weights.h5 + backbone.json, assets/, history.csv, metrics.json, report.html, report.md,
+figures/. Every file is written to a temporary name in the same folder and renamed into place, so
+a crash never leaves a half-written model or report behind.
+"""
+
+import datetime
+import json
+import os
+import secrets
+import tempfile
+from pathlib import Path
+
+from pipelines.errors import UserError
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+STATUS_FILE = "status.json"
+
+
+def new_run_id(now=None):
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def create_run_dir(root, task):
+    """Make a fresh ``root/task/<run-id>``; an existing directory is never reused."""
+    parent = Path(root) / task
+    parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(10):
+        path = parent / new_run_id()
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise RuntimeError(f"could not create a new run directory under {parent}")
+
+
+def _atomic(path, write):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_text(path, text):
+    def write(tmp):
+        Path(tmp).write_text(text, encoding="utf-8")
+    _atomic(path, write)
+
+
+def write_bytes(path, data):
+    _atomic(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def write_json(path, obj):
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(value):
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def save_model(model, path):
+    """``model.save`` to a temporary ``.keras`` file, then rename (Keras wants the suffix)."""
+    _atomic(path, model.save)
+
+
+def save_weights(model, path):
+    """Weights only, atomically; Keras wants the ``.weights.h5`` suffix on the temporary name."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".weights.h5")
+    os.close(fd)
+    os.remove(tmp)
+    try:
+        model.save_weights(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def read_json(path, what="file"):
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such {what}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: not valid JSON ({error})") from None
+
+
+def open_run(run_dir, *, finished=True):
+    """Validate a run directory and return (path, config dict)."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise UserError(f"{path}: no such run directory")
+    if not (path / CONFIG_FILE).is_file():
+        raise UserError(f"{path}: not a cnn-tasks run directory (no {CONFIG_FILE})")
+    config = read_json(path / CONFIG_FILE)
+    if finished and not (path / "model.keras").is_file():
+        raise UserError(f"{path}: the run has no model.keras (unfinished? resume it with --resume)")
+    return path, config
+
+
+def set_status(run_dir, state, **extra):
+    write_json(Path(run_dir) / STATUS_FILE, {"state": state, **extra,
+                                             "updated": datetime.datetime.now(
+                                                 datetime.timezone.utc).isoformat()})
+
+
+def list_runs(root, task=None):
+    """Every run under ``root`` (optionally one task's), newest first, with metrics if finished."""
+    root = Path(root)
+    rows = []
+    task_dirs = [root / task] if task else sorted(p for p in root.glob("*") if p.is_dir())
+    for task_dir in task_dirs:
+        for run in sorted(task_dir.glob("*"), reverse=True):
+            if not (run / CONFIG_FILE).is_file():
+                continue
+            metrics = {}
+            if (run / METRICS_FILE).is_file():
+                try:
+                    metrics = json.loads((run / METRICS_FILE).read_text())
+                except json.JSONDecodeError:
+                    metrics = {}
+            status = {}
+            if (run / STATUS_FILE).is_file():
+                try:
+                    status = json.loads((run / STATUS_FILE).read_text())
+                except json.JSONDecodeError:
+                    status = {}
+            rows.append({"task": task_dir.name, "run_dir": run, "metrics": metrics,
+                         "state": status.get("state", "finished" if metrics else "unknown")})
+    return rows

@@ -1,0 +1,120 @@
+"""The task protocol and registry: what a task package provides, and nothing more.
+
+A task is one object registered with ``@register_task("name")``. It supplies its flat ``Config``
+dataclass, data readers, preprocessing, the head on the backbone's pyramid, loss, metrics,
+baseline, tables, figures and prediction. Splitting, fitting, checkpointing, reports, run
+directories, export and transfer belong to the pipeline (:mod:`pipelines.workflow`).
+"""
+
+import json
+from pathlib import Path
+
+from pipelines.config import TrainConfig
+from pipelines.data import balanced_class_weight
+from pipelines.registry import Registry
+
+TASKS = Registry("task")
+
+
+def register_task(name):
+    """Class decorator: instantiate the task once and register it under ``name``."""
+
+    def decorate(cls):
+        instance = cls()
+        instance.name = name
+        TASKS.register(name)(instance)
+        return cls
+
+    return decorate
+
+
+def get_task(name):
+    import tasks  # noqa: F401  (importing the package registers every task)
+
+    return TASKS.get(name)
+
+
+class Task:
+    """Base class documenting the protocol; methods without a default must be overridden."""
+
+    name = ""
+    modality = "image"  # which backbones fit: "image" or "text"
+    Config = TrainConfig
+    summary = ""
+    builtin_data = ()  # names accepted as builtin:NAME
+    monitor = ("val_loss", "min")  # what the best checkpoint and early stopping watch
+    key_metrics = ()  # shown by `cnn-tasks runs`
+
+    # -- data --------------------------------------------------------------------------------
+    def load(self, spec, config):
+        """Read ``spec`` (a path or builtin:NAME) into a :class:`pipelines.data.Dataset`."""
+        raise NotImplementedError
+
+    def stratify_labels(self, dataset):
+        """Labels to stratify splits by (None: plain random split)."""
+        return None
+
+    def fit_preprocessing(self, train, config, min_size):
+        """Learn what preprocessing needs from the training split only; JSON-able dict."""
+        raise NotImplementedError
+
+    def align(self, dataset, info):
+        """Map a new dataset onto a trained run's label space (evaluate --data)."""
+        return dataset
+
+    def input_shape(self, info):
+        raise NotImplementedError
+
+    def encode(self, dataset, info):
+        """Arrays fed to tf.data: (x, y)."""
+        raise NotImplementedError
+
+    def augment(self, config, info):
+        """A tf.data map function applied to training batches, or None."""
+        return None
+
+    def class_weight(self, y, config):
+        return balanced_class_weight(y) if config.class_weight == "balanced" else None
+
+    # -- model -------------------------------------------------------------------------------
+    def build(self, backbone, info, config):
+        raise NotImplementedError
+
+    def loss(self, config):
+        raise NotImplementedError
+
+    def compile_metrics(self, config):
+        return []
+
+    # -- evaluation --------------------------------------------------------------------------
+    def predict_dataset(self, model, dataset, info, config):
+        raise NotImplementedError
+
+    def metrics(self, dataset, outputs, info):
+        raise NotImplementedError
+
+    def baseline(self, train, test, info, config):
+        raise NotImplementedError
+
+    def tables(self, dataset, outputs, info):
+        return {}
+
+    def figures(self, model, dataset, outputs, info, config, baseline=None):
+        return {}
+
+    # -- prediction --------------------------------------------------------------------------
+    def predict_inputs(self, model, inputs, info, options, out=None):
+        """One dict per input (file path or string)."""
+        raise NotImplementedError
+
+    def format_prediction(self, record):
+        return json.dumps(record)
+
+    # -- assets ------------------------------------------------------------------------------
+    def save_assets(self, info, assets_dir, write_json):
+        write_json(Path(assets_dir) / "info.json", info)
+
+    def load_assets(self, assets_dir):
+        from pipelines.runs import read_json
+
+        return read_json(Path(assets_dir) / "info.json", "asset file")

@@ -1,0 +1,153 @@
+"""The one training loop: compile + ``model.fit`` with the standard callbacks, for every task.
+
+Callbacks: best checkpoint (weights of the best validation epoch are restored at the end), optional
+early stopping, a cosine or reduce-on-plateau schedule, ``BackupAndRestore`` so ``--resume``
+continues an interrupted run, CSV history, optional TensorBoard. With ``freeze_backbone`` the
+first phase trains the head only; ``fine_tune_epochs`` then unfreezes the backbone and continues at
+a lower learning rate in the same history.
+"""
+
+import csv
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+
+from pipelines.backbones import BACKBONE_LAYER_NAME
+
+HISTORY_FILE = "history.csv"
+
+
+@dataclass
+class FitResult:
+    epochs: int
+    seconds: float
+    samples_per_second: float
+    best_epoch: int
+    monitor: str
+
+
+def make_optimizer(config, *, steps_per_epoch, epochs, lr_scale=1.0):
+    lr = config.learning_rate * lr_scale
+    if config.lr_schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, steps_per_epoch * epochs))
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(lr)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay or 1e-4)
+    return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
+
+
+def _callbacks(config, run_dir, phase, *, monitor, mode, resume_history, tensorboard_dir):
+    run_dir = Path(run_dir)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup" / phase)),
+        keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / "best.weights.h5"),
+                                        monitor=monitor, mode=mode, save_best_only=True,
+                                        save_weights_only=True, verbose=0),
+        keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=resume_history),
+    ]
+    if config.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
+                                                       patience=config.early_stopping_patience))
+    if config.lr_schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=0.5,
+                                                           patience=max(2, config.epochs // 10)))
+    if tensorboard_dir:
+        callbacks.append(keras.callbacks.TensorBoard(str(tensorboard_dir)))
+    return callbacks
+
+
+def set_backbone_trainable(model, trainable):
+    """Freeze or unfreeze the nested backbone; frozen batch norm runs in inference mode."""
+    try:
+        model.get_layer(BACKBONE_LAYER_NAME).trainable = trainable
+    except ValueError:
+        pass
+
+
+def _trim_history(run_dir, keep_epochs):
+    """On resume, drop history rows past the restored epoch so the CSV has one row per epoch."""
+    path = Path(run_dir) / HISTORY_FILE
+    if not path.is_file():
+        return
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        return
+    kept = [rows[0]] + [r for r in rows[1:] if r and int(float(r[0])) < keep_epochs]
+    with path.open("w", newline="") as handle:
+        csv.writer(handle).writerows(kept)
+
+
+def _restored_epoch(run_dir, phase):
+    import json
+
+    meta = Path(run_dir) / "backup" / phase / "training_metadata.json"
+    if meta.is_file():
+        return json.loads(meta.read_text()).get("epoch", 0)
+    return None
+
+
+def fit(model, train_ds, val_ds, *, config, run_dir, loss, metrics, monitor="val_loss",
+        mode="min", n_train, quiet=False, resume=False, class_weight=None):
+    """Train ``model`` in place (one or two phases) and return timing figures.
+
+    ``loss``/``metrics`` come from the task. The weights of the best epoch by ``monitor`` are
+    loaded back at the end.
+    """
+    steps = max(1, math.ceil(n_train / config.batch_size))
+    tensorboard_dir = Path(run_dir) / "logs" if config.tensorboard else None
+    phases = [("train", 0, config.epochs, 1.0, not config.freeze_backbone)]
+    if config.fine_tune_epochs:
+        phases.append(("fine_tune", config.epochs, config.epochs + config.fine_tune_epochs,
+                       config.fine_tune_lr_scale, True))
+    start, epochs_run = time.perf_counter(), 0
+    for index, (phase, first, last, lr_scale, backbone_trainable) in enumerate(phases):
+        done_marker = Path(run_dir) / "backup" / f"{phase}.done"
+        if resume and done_marker.exists():
+            continue  # this phase finished before the interruption
+        set_backbone_trainable(model, backbone_trainable)
+        model.compile(optimizer=make_optimizer(config, steps_per_epoch=steps, epochs=last - first,
+                                               lr_scale=lr_scale),
+                      loss=loss, metrics=metrics, jit_compile=config.jit_compile)
+        restored = _restored_epoch(run_dir, phase) if resume else None
+        if restored is not None:
+            _trim_history(run_dir, restored)
+        history = model.fit(
+            train_ds, validation_data=val_ds, epochs=last, initial_epoch=first,
+            verbose=0 if quiet else 2, class_weight=class_weight,
+            callbacks=_callbacks(config, run_dir, phase, monitor=monitor, mode=mode,
+                                 resume_history=resume or index > 0,
+                                 tensorboard_dir=tensorboard_dir))
+        epochs_run += len(history.epoch)
+        done_marker.parent.mkdir(parents=True, exist_ok=True)
+        done_marker.touch()
+    seconds = time.perf_counter() - start
+    best = Path(run_dir) / "checkpoints" / "best.weights.h5"
+    if best.is_file():
+        model.load_weights(best)
+    return FitResult(epochs=epochs_run, seconds=seconds,
+                     samples_per_second=n_train * max(epochs_run, 1) / max(seconds, 1e-9),
+                     best_epoch=_best_epoch(run_dir, monitor, mode), monitor=monitor)
+
+
+def _best_epoch(run_dir, monitor, mode):
+    path = Path(run_dir) / HISTORY_FILE
+    if not path.is_file():
+        return -1
+    with path.open(newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r.get(monitor) not in (None, "")]
+    if not rows:
+        return -1
+    pick = min if mode == "min" else max
+    return int(pick(rows, key=lambda r: float(r[monitor]))["epoch"])
+
+
+def read_history(run_dir):
+    import pandas as pd
+
+    path = Path(run_dir) / HISTORY_FILE
+    return pd.read_csv(path) if path.is_file() and path.stat().st_size else pd.DataFrame()

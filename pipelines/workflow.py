@@ -1,0 +1,262 @@
+"""The verbs behind the CLI, written once for every task: train, evaluate, predict, export.
+
+Data flows one way: configuration -> task.load -> splits -> preprocessing -> backbone + head ->
+training.fit -> evaluation -> reports, all into one run directory (:mod:`pipelines.runs`).
+"""
+
+import datetime
+import platform
+from pathlib import Path
+
+from pipelines import config as config_lib
+from pipelines import evaluation, reports, runs, training, transfer
+from pipelines.backbones import BACKBONES
+from pipelines.data import Splits, make_splits, tf_dataset
+from pipelines.errors import UserError
+from pipelines.tasks import get_task
+
+SPLITS_FILE = "splits.json"
+
+
+def resolve_config(task, *, toml=None, sets=None, flags=None, base=None):
+    return config_lib.resolve(task.Config, toml=toml, sets=sets, flags=flags, base=base)
+
+
+def distribution_strategy(name):
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi-worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "auto" and len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _min_size(config):
+    if config.backbone_from:
+        name = transfer.source_run_meta(config.backbone_from)["name"]
+    else:
+        name = config.backbone
+    return BACKBONES.entry(name).meta.get("min_size", 1)
+
+
+def _load_split_data(task, config, run_dir, resume):
+    dataset = task.load(config.data, config)
+    if resume and (Path(run_dir) / SPLITS_FILE).is_file():
+        splits = Splits.from_json(runs.read_json(Path(run_dir) / SPLITS_FILE))
+    else:
+        splits = make_splits(len(dataset), task.stratify_labels(dataset),
+                             test_fraction=config.test_fraction, val_fraction=config.val_fraction,
+                             seed=config.seed, given=dataset.given_splits)
+    return dataset, splits
+
+
+def train(task_name, *, config=None, resume=None, quiet=False, echo=print):
+    """Train a task end to end and return the run directory."""
+    import keras
+
+    if resume:
+        run_dir, saved = runs.open_run(resume, finished=False)
+        if (run_dir / runs.METRICS_FILE).is_file():
+            raise UserError(f"--resume {resume}: that run already finished; start a new one")
+        task = get_task(saved["task"])
+        config = resolve_config(task, base=saved["config"])
+    else:
+        task = get_task(task_name)
+        config = config or resolve_config(task)
+        BACKBONES.entry(config.backbone)  # fail on a bad name before reading any data
+    keras.utils.set_random_seed(config.seed)
+    run_dir = run_dir if resume else None
+    dataset, splits = _load_split_data(task, config, run_dir, resume)
+    train_set, val_set, test_set = (dataset.subset(s) for s in (splits.train, splits.val, splits.test))
+    info = task.fit_preprocessing(train_set, config, _min_size(config))
+    if run_dir is None:
+        run_dir = runs.create_run_dir(config.output, task.name)
+    strategy = distribution_strategy(config.strategy)
+    with strategy.scope():
+        backbone, origin = transfer.build_backbone(config, task.input_shape(info), task.modality)
+        model = task.build(backbone, info, config)
+    runs.write_json(run_dir / runs.CONFIG_FILE, {
+        "task": task.name, "config": config_lib.to_dict(config),
+        "split": {"method": splits.method, "counts": splits.counts(), "file": SPLITS_FILE},
+        "data_description": dataset.description, "preprocessing": info,
+        "backbone": transfer.backbone_meta(config, task.input_shape(info)), "lineage": origin,
+        "versions": _versions(), "created": datetime.datetime.now(datetime.timezone.utc).isoformat()})
+    runs.write_json(run_dir / SPLITS_FILE, splits.to_json())
+    runs.set_status(run_dir, "training")
+    if not quiet:
+        echo(f"run directory: {run_dir}")
+        echo(f"data: {dataset.description}; split {splits.method} {splits.counts()}")
+        echo(f"model: {config.backbone} backbone, {model.count_params():,} parameters")
+    x_train, y_train = task.encode(train_set, info)
+    x_val, y_val = task.encode(val_set, info)
+    train_ds = tf_dataset(x_train, y_train, batch_size=config.batch_size, training=True,
+                          seed=config.seed, augment=task.augment(config, info), cache=config.cache)
+    val_ds = tf_dataset(x_val, y_val, batch_size=config.batch_size, training=False, cache=config.cache)
+    monitor, mode = task.monitor
+    fitted = training.fit(model, train_ds, val_ds, config=config, run_dir=run_dir,
+                          loss=task.loss(config), metrics=task.compile_metrics(config),
+                          monitor=monitor, mode=mode, n_train=len(y_train), quiet=quiet,
+                          resume=bool(resume), class_weight=task.class_weight(y_train, config))
+    runs.save_model(model, run_dir / "model.keras")
+    transfer.save_backbone(model, run_dir, transfer.backbone_meta(config, task.input_shape(info), run_dir))
+    task.save_assets(info, run_dir / "assets", runs.write_json)
+    result = evaluation.evaluate(task, model, test_set, info, config, train=train_set,
+                                 history=training.read_history(run_dir))
+    train_figures = {"epochs": fitted.epochs, "seconds": round(fitted.seconds, 2),
+                     "samples_per_second": round(fitted.samples_per_second, 1),
+                     "best_epoch": fitted.best_epoch, "monitor": fitted.monitor}
+    document = reports.metrics_document(
+        task=task.name, run_dir=run_dir, data=config.data, split="test", evaluation=result,
+        train=train_figures, backbone=_backbone_summary(model, config, origin))
+    report = reports.write(run_dir, document, result, title=f"{task.name}: {run_dir.name}",
+                           context=_context(task, config, dataset.description, splits, origin,
+                                            train_figures))
+    runs.set_status(run_dir, "finished")
+    _cleanup(run_dir)
+    if not quiet:
+        echo(summary_table(document))
+        echo(f"report: {report}")
+    else:
+        echo(str(run_dir))
+    return run_dir
+
+
+def _cleanup(run_dir):
+    import shutil
+
+    shutil.rmtree(Path(run_dir) / "backup", ignore_errors=True)
+
+
+def _versions():
+    import keras
+    import tensorflow as tf
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__}
+
+
+def _backbone_summary(model, config, origin):
+    from pipelines.backbones import BACKBONE_LAYER_NAME
+
+    return {"name": config.backbone, "from_run": origin["run_dir"] if origin else None,
+            "params": int(model.get_layer(BACKBONE_LAYER_NAME).count_params()),
+            "frozen": bool(config.freeze_backbone),
+            "weights_file": config.backbone_weights}
+
+
+def _context(task, config, description, splits, origin, train_figures=None):
+    lines = [("Task", task.name), ("Data", f"{config.data}: {description}"),
+             ("Split", f"{splits.method}; {splits.counts()}"),
+             ("Backbone", f"{config.backbone} {config.backbone_options or ''}".strip())]
+    if origin:
+        lines.append(("Backbone from", f"{origin.get('run_dir')} (task {origin.get('task')}, data "
+                                       f"{origin.get('data')}, metrics {origin.get('metrics')})"))
+    if train_figures:
+        lines.append(("Training", f"{train_figures['epochs']} epochs in {train_figures['seconds']} s "
+                                  f"({train_figures['samples_per_second']} samples/s), best epoch "
+                                  f"{train_figures['best_epoch']} by {train_figures['monitor']}"))
+    return lines
+
+
+def summary_table(document):
+    baseline = document.get("baseline") or {}
+    base_metrics = baseline.get("metrics", {})
+    width = max(len(k) for k in document["metrics"]) + 2
+    lines = [f"{'metric':<{width}}{'network':>10}{'baseline':>12}   ({baseline.get('name', 'none')}, "
+             f"{document['split']} n={document['n_samples']})"]
+    for key, value in document["metrics"].items():
+        base = base_metrics.get(key)
+        lines.append(f"{key:<{width}}{_num(value):>10}{_num(base):>12}")
+    return "\n".join(lines)
+
+
+def _num(value):
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def load_run(run_dir):
+    """(run path, saved config.json, task, resolved config, info, model) of a finished run."""
+    import keras
+
+    path, saved = runs.open_run(run_dir)
+    task = get_task(saved["task"])
+    config = resolve_config(task, base=saved["config"])
+    info = task.load_assets(path / "assets")
+    try:
+        model = keras.models.load_model(path / "model.keras", safe_mode=True)
+    except (ValueError, OSError) as error:
+        raise UserError(f"{path / 'model.keras'}: cannot load the model ({error})") from None
+    return path, saved, task, config, info, model
+
+
+def evaluate(run_dir, data=None, echo=print, as_json=False):
+    """Evaluate a saved run on its own test split or on ``data``; writes evaluations/<id>/."""
+    path, saved, task, config, info, model = load_run(run_dir)
+    train_set = None
+    try:
+        own, splits = _load_split_data(task, config, path, resume=True)
+        train_set = task.align(own.subset(splits.train), info)
+    except UserError:
+        own = splits = None  # the original data is not here: no baseline, and --data is needed
+    if data:
+        dataset = task.align(task.load(data, config), info)
+        given = dataset.given_splits or {}
+        test = dataset.subset(given["test"]) if "test" in given else dataset
+        split_name = "test" if "test" in given else "all"
+        description = dataset.description
+    else:
+        if own is None:
+            raise UserError(f"{path}: the run's data {config.data!r} is not available here; "
+                            f"pass --data SPEC")
+        test, split_name, description = task.align(own.subset(splits.test), info), "test", own.description
+    result = evaluation.evaluate(task, model, test, info, config, train=train_set)
+    eval_dir = path / "evaluations" / runs.new_run_id()
+    eval_dir.mkdir(parents=True)
+    origin = saved.get("lineage")
+    document = reports.metrics_document(
+        task=task.name, run_dir=path, data=data or config.data, split=split_name, evaluation=result,
+        train=runs.read_json(path / runs.METRICS_FILE).get("train") if (path / runs.METRICS_FILE).is_file() else None,
+        backbone=_backbone_summary(model, config, origin))
+    report = reports.write(eval_dir, document, result,
+                           title=f"{task.name}: evaluation of {path.name}",
+                           context=[("Task", task.name), ("Run", str(path)),
+                                    ("Data", f"{data or config.data}: {description}"),
+                                    ("Split", split_name)])
+    if as_json:
+        import json
+
+        echo(json.dumps(document, default=runs._json_default))
+    else:
+        echo(summary_table(document))
+        echo(f"report: {report}")
+    return eval_dir
+
+
+def predict(run_dir, inputs, *, options=None, out=None):
+    path, saved, task, config, info, model = load_run(run_dir)
+    return task, task.predict_inputs(model, list(inputs), info, options or {}, out=out)
+
+
+def export(run_dir, fmt, out=None):
+    """Export the whole model as a TensorFlow SavedModel or a TFLite flat buffer."""
+    path, saved, task, config, info, model = load_run(run_dir)
+    target = Path(out) if out else path / "export" / fmt
+    if target.exists():
+        raise UserError(f"--out {target}: already exists; choose another path (nothing is overwritten)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    saved_model_dir = target if fmt == "saved_model" else target.parent / f".{target.name}.saved_model"
+    model.export(str(saved_model_dir), format="tf_saved_model", verbose=False)
+    if fmt == "tflite":
+        import shutil
+
+        import tensorflow as tf
+
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+        flatbuffer = converter.convert()
+        shutil.rmtree(saved_model_dir, ignore_errors=True)
+        target.mkdir(parents=True)
+        runs.write_bytes(target / "model.tflite", flatbuffer)
+    return target

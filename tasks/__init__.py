@@ -1,0 +1,3 @@
+"""Task packages. Importing this package registers every task with :data:`pipelines.tasks.TASKS`."""
+
+from tasks import image_classification  # noqa: F401

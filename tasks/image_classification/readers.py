@@ -1,0 +1,180 @@
+"""Image-classification data: builtin digits, class-folder trees, CSV manifests, .npz arrays.
+
+Every reader returns a :class:`pipelines.data.Dataset` whose ``x`` is float32 (N, H, W, C) in
+[0, 1] and ``y`` integer class ids, with ``info["class_names"]``. Splits the data gives itself
+(``train/``+``test/`` folders, a ``split`` column, MedMNIST-style arrays) are kept.
+"""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from pipelines import imaging
+from pipelines.data import Dataset
+from pipelines.errors import UserError
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def load(spec, *, image_size=None, channels=None, path_column="path", label_column="label"):
+    if spec.startswith("builtin:"):
+        name = spec.split(":", 1)[1]
+        if name != "digits":
+            raise UserError(f"--data {spec}: unknown built-in dataset; image-classification has "
+                            f"builtin:digits")
+        return load_digits()
+    path = Path(spec)
+    if not path.exists():
+        raise UserError(f"--data {spec}: no such file or folder")
+    if path.is_dir():
+        return load_folder(path, image_size=image_size, channels=channels)
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        return load_csv(path, image_size=image_size, channels=channels,
+                        path_column=path_column, label_column=label_column)
+    if suffix == ".npz":
+        return load_npz(path)
+    raise UserError(f"--data {spec}: expected a class folder, a .csv/.tsv manifest or an .npz file")
+
+
+def load_digits():
+    from sklearn.datasets import load_digits as sk_digits
+
+    digits = sk_digits()
+    x = (digits.images / 16.0).astype(np.float32)[..., None]
+    return Dataset(x, digits.target.astype(int), "builtin:digits",
+                   "scikit-learn's handwritten digits (UCI ML hand-written digits, 1,797 8x8 images, "
+                   "10 classes, values 0-16 scaled to [0, 1])",
+                   info={"class_names": [str(i) for i in range(10)], "input_scale": 16.0})
+
+
+def _images_in(folder):
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() in imaging.IMAGE_SUFFIXES)
+
+
+def _class_folders(root):
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def load_folder(root, *, image_size=None, channels=None):
+    """``root/<class>/*.png``, or ``root/{train,val,test}/<class>/*.png`` with the split kept."""
+    subfolders = _class_folders(root)
+    if not subfolders:
+        raise UserError(f"{root}: empty folder: expected one sub-folder of images per class")
+    names = {p.name for p in subfolders}
+    split_layout = "train" in names and "test" in names and names <= set(SPLIT_NAMES)
+    parts = [(p.name, p) for p in subfolders] if split_layout else [(None, root)]
+    paths, labels, split_of = [], [], []
+    class_names = sorted({c.name for _, base in parts for c in _class_folders(base)})
+    if not class_names:
+        raise UserError(f"{root}: no class sub-folders found")
+    for split, base in parts:
+        for class_dir in _class_folders(base):
+            files = _images_in(class_dir)
+            paths += files
+            labels += [class_names.index(class_dir.name)] * len(files)
+            split_of += [split] * len(files)
+    if not paths:
+        raise UserError(f"{root}: the class folders hold no images "
+                        f"({', '.join(sorted(imaging.IMAGE_SUFFIXES))})")
+    _require_two_classes(labels, class_names, root)
+    x = imaging.stack_images(paths, size=image_size, channels=channels)
+    given = _given_splits(split_of) if split_layout else None
+    return Dataset(x, np.asarray(labels), str(root),
+                   f"class folders at {root}: {len(paths)} images, {len(class_names)} classes",
+                   info={"class_names": class_names}, given_splits=given)
+
+
+def load_csv(path, *, image_size=None, channels=None, path_column="path", label_column="label"):
+    """A ``path,label`` manifest (optional ``split`` column); paths are relative to the CSV."""
+    root = path.parent.resolve()
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle, delimiter=delimiter)
+            columns = reader.fieldnames or []
+            missing = [c for c in (path_column, label_column) if c not in columns]
+            if missing:
+                raise UserError(f"{path}: missing column(s) {', '.join(missing)}; found "
+                                f"{', '.join(columns) or 'none'} (set path_column/label_column "
+                                f"with --set)")
+            rows = [(reader.line_num, row) for row in reader]
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    if not rows:
+        raise UserError(f"{path}: the manifest has no rows")
+    files, label_text, split_of = [], [], []
+    for line, row in rows:
+        raw = (row.get(path_column) or "").strip()
+        label = (row.get(label_column) or "").strip()
+        if not raw or not label:
+            raise UserError(f"{path}:{line}: empty {path_column} or {label_column}")
+        file = (root / raw).resolve()
+        if not file.is_relative_to(root):
+            raise UserError(f"{path}:{line}: {raw} points outside the dataset folder {root}")
+        if not file.is_file():
+            raise UserError(f"{path}:{line}: image {raw} not found")
+        files.append(file)
+        label_text.append(label)
+        split = (row.get("split") or "").strip().lower()
+        if split and split not in SPLIT_NAMES:
+            raise UserError(f"{path}:{line}: split must be train, val or test, got {split!r}")
+        split_of.append(split or None)
+    class_names = sorted(set(label_text))
+    labels = [class_names.index(t) for t in label_text]
+    _require_two_classes(labels, class_names, path)
+    x = imaging.stack_images(files, size=image_size, channels=channels)
+    given = _given_splits(split_of) if all(split_of) else None
+    return Dataset(x, np.asarray(labels), str(path),
+                   f"CSV manifest {path.name}: {len(files)} images, {len(class_names)} classes",
+                   info={"class_names": class_names}, given_splits=given)
+
+
+def load_npz(path):
+    """``x`` (N,H,W) or (N,H,W,C) and ``y``; or MedMNIST ``{train,val,test}_{images,labels}``."""
+    try:
+        arrays = np.load(path, allow_pickle=False)
+        keys = set(arrays.files)
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path}: cannot read .npz ({error})") from None
+    if {"train_images", "train_labels", "test_images", "test_labels"} <= keys:
+        chunks = [(s, arrays[f"{s}_images"], arrays[f"{s}_labels"]) for s in SPLIT_NAMES
+                  if f"{s}_images" in keys]
+        x = np.concatenate([c[1] for c in chunks])
+        y = np.concatenate([np.asarray(c[2]).reshape(len(c[2]), -1)[:, 0] for c in chunks])
+        split_of = [s for s, images, _ in chunks for _ in range(len(images))]
+        given = _given_splits(split_of)
+        kind = "MedMNIST-style arrays"
+    else:
+        missing = [k for k in ("x", "y") if k not in keys]
+        if missing:
+            raise UserError(f"{path}: missing array(s) {', '.join(missing)}; found "
+                            f"{', '.join(sorted(keys)) or 'none'} (expected x and y, or MedMNIST "
+                            f"train_images/train_labels/...)")
+        x, y, given, kind = arrays["x"], np.asarray(arrays["y"]).reshape(-1), None, "x/y arrays"
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3) or len(x) != len(y):
+        raise UserError(f"{path}: x must be (N,H,W) or (N,H,W,1|3) with one label per image; "
+                        f"got x {x.shape}, y {y.shape}")
+    x, scale = imaging.to_unit_range(x)
+    values = np.unique(y)
+    class_names = [str(v) for v in values]
+    labels = np.searchsorted(values, y)
+    _require_two_classes(labels, class_names, path)
+    return Dataset(x, labels, str(path), f"{kind} in {path.name}: {len(y)} images, "
+                   f"{len(values)} classes", info={"class_names": class_names, "input_scale": scale},
+                   given_splits=given)
+
+
+def _given_splits(split_of):
+    split_of = np.asarray(split_of, dtype=object)
+    return {s: np.flatnonzero(split_of == s) for s in SPLIT_NAMES if (split_of == s).any()}
+
+
+def _require_two_classes(labels, class_names, where):
+    if len(set(labels)) < 2:
+        raise UserError(f"{where}: only one class ({class_names[0] if class_names else '?'}); "
+                        f"classification needs at least two")
