@@ -183,6 +183,9 @@ def resolve(config_cls, *, toml=None, sets=None, flags=None, base=None):
         layers.append((sets, "--set"))
     if flags:
         layers.append(({k: v for k, v in flags.items() if v is not None}, "option"))
+    chosen = [layer["backbone"] for layer, _ in layers if layer.get("backbone") is not None]
+    if base is None and chosen and chosen[-1] != values["backbone"]:
+        values["backbone_options"] = {}  # the task's default options belong to its default backbone
     for layer, source in layers:
         for key, value in layer.items():
             if key not in fields:

@@ -78,20 +78,11 @@ def render_markdown(document, evaluation, title, context):
     for note in evaluation.notes:
         lines += ["", f"> {note}"]
     for table_title, frame in evaluation.tables.items():
-        lines += ["", f"## {table_title}", "", frame.to_markdown(index=False)
-                  if _has_tabulate() else frame.to_string(index=False)]
+        lines += ["", f"## {table_title}", "", frame.to_markdown(index=False)]
     for name, figure in evaluation.figures.items():
         lines += ["", f"## {name.replace('_', ' ').capitalize()}", "",
                   f"![{name}](figures/{name}.png)", "", f"*{figure.caption}*"]
     return "\n".join(lines) + "\n"
-
-
-def _has_tabulate():
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def render_html(document, evaluation, title, context):

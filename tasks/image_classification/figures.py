@@ -38,13 +38,14 @@ def gradcam(model, images, classes):
     return np.where(peak > 0, cam / np.maximum(peak, 1e-12), 0.0), level
 
 
-def gradcam_figure(model, images, proba, class_names, count=6):
+def gradcam_figure(model, images, y_true, proba, class_names, count=6):
     if len(images) == 0:
         return None, ""
     pick = np.arange(min(count, len(images)))
     predicted = proba[pick].argmax(axis=1)
     maps, level = gradcam(model, images[pick], predicted)
-    titles = [f"pred {class_names[c]} ({proba[i, c]:.2f})" for i, c in zip(pick, predicted)]
+    titles = [f"true {class_names[y_true[i]]}\npred {class_names[c]} ({proba[i, c]:.2f})"
+              for i, c in zip(pick, predicted)]
     png = plots.image_grid(images[pick], titles, overlays=maps, columns=6,
                            title=f"Grad-CAM on {level} for the predicted class")
     return png, (f"Grad-CAM heat maps from pyramid level {level} (the deepest level with spatial "

@@ -19,6 +19,9 @@ from tasks.image_classification.head import build_classifier
 @dataclass
 class ImageClassificationConfig(TrainConfig):
     data: str = option("builtin:digits", help="class folders, a path,label CSV, an .npz, or builtin:digits")
+    epochs: int = option(40, minimum=1, help="training epochs")
+    backbone_options: dict = option({"batch_norm": True},
+                                    help="backbone builder arguments (defaults apply to basic_cnn only)")
     image_size: typing.Optional[int] = option(None, minimum=1,
                                               help="square input size (default: the data's own)")
     channels: typing.Optional[int] = option(None, choices=(None, 1, 3),
@@ -149,7 +152,7 @@ class ImageClassification(Task):
             result["roc_curve"] = (plots.roc_curves(curves, f"ROC: {names[1]} vs {names[0]}"),
                                    f"ROC curve with '{names[1]}' as the positive class.")
         result["mistakes"] = figures.mistakes_figure(images, y, outputs, names)
-        result["gradcam"] = figures.gradcam_figure(model, images, outputs, names)
+        result["gradcam"] = figures.gradcam_figure(model, images, y, outputs, names)
         return result
 
     def predict_inputs(self, model, inputs, info, options, out=None):

@@ -1,0 +1,43 @@
+"""Training time of `cnn-tasks train image-classification` (defaults) over the plain Keras script.
+
+Alternates the two, REPEATS times each, and prints the medians and their ratio (goal: <= 1.10).
+Each measurement is training time only (model.fit with its callbacks), not data loading or the
+report. Run by hand: python benchmarks/pipeline_vs_plain.py [REPEATS]
+"""
+
+import json
+import statistics
+import sys
+import tempfile
+import warnings
+
+warnings.filterwarnings("ignore")
+
+import plain_keras_digits  # noqa: E402
+
+from pipelines import workflow  # noqa: E402
+
+
+def pipeline_seconds(output):
+    task = workflow.get_task("image-classification")
+    config = workflow.resolve_config(task, sets={"output": output})
+    run_dir = workflow.train(task.name, config=config, quiet=True, echo=lambda *_: None)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return metrics["train"]["seconds"], metrics["metrics"]["accuracy"]
+
+
+def main(repeats=3):
+    batch_norm = workflow.get_task("image-classification").Config().backbone_options["batch_norm"]
+    plain, pipe = [], []
+    with tempfile.TemporaryDirectory() as output:
+        for _ in range(repeats):
+            plain.append(plain_keras_digits.main(batch_norm=batch_norm, verbose=0))
+            pipe.append(pipeline_seconds(output))
+            print(f"plain {plain[-1][0]:.1f} s (acc {plain[-1][1]:.4f})   "
+                  f"pipeline {pipe[-1][0]:.1f} s (acc {pipe[-1][1]:.4f})", flush=True)
+    p, q = statistics.median(s for s, _ in plain), statistics.median(s for s, _ in pipe)
+    print(f"| plain Keras | {p:.1f} s |\n| cnn-tasks pipeline | {q:.1f} s |\n| ratio | {q / p:.3f} |")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3)

@@ -1,0 +1,57 @@
+"""Shared fixtures: quiet TensorFlow, tiny image files, and one tiny trained run reused by tests."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+def shared_dataset(name):
+    """Path to ../shared/datasets/NAME, or skip: that folder exists for developers and CI only."""
+    path = SHARED / name
+    if not path.is_dir():
+        pytest.skip(f"../shared/datasets/{name} is absent (it is not part of a user's clone)")
+    return path
+
+
+def write_png(path, array):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(path)
+
+
+@pytest.fixture
+def class_folder(tmp_path):
+    """Two classes of 12x12 images: bright top half vs bright bottom half (RGB)."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "shapes"
+    for label, rows in (("top", slice(0, 6)), ("bottom", slice(6, 12))):
+        for i in range(12):
+            image = rng.integers(0, 60, (12, 12, 3))
+            image[rows] += 180
+            write_png(root / label / f"{label}_{i}.png", image)
+    return root
+
+
+def run_cli(*argv):
+    from pipelines.cli import main
+
+    return main([str(a) for a in argv])
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+    """A 2-epoch digits run (tiny basic_cnn) that evaluate/predict/export/runs/transfer tests share."""
+    root = tmp_path_factory.mktemp("runs")
+    code = run_cli("train", "image-classification", "--epochs", 2, "--output", root, "--quiet",
+                   "--set", "backbone_options.widths=[8,16,16]")
+    assert code == 0
+    (run_dir,) = (root / "image-classification").iterdir()
+    return run_dir

@@ -1,0 +1,59 @@
+import os
+
+import numpy as np
+import pytest
+
+from pipelines import runs
+from pipelines.data import Splits, make_splits
+from pipelines.errors import UserError
+
+
+def test_splits_are_stratified_seeded_and_disjoint():
+    labels = np.repeat(np.arange(4), [50, 30, 15, 5])
+    a = make_splits(100, labels, test_fraction=0.2, val_fraction=0.1, seed=0)
+    b = make_splits(100, labels, test_fraction=0.2, val_fraction=0.1, seed=0)
+    c = make_splits(100, labels, test_fraction=0.2, val_fraction=0.1, seed=1)
+    assert np.array_equal(a.test, b.test) and not np.array_equal(a.test, c.test)
+    assert len(a.test) == 20 and len(a.val) == 8 and len(a.train) == 72
+    everything = np.concatenate([a.train, a.val, a.test])
+    assert len(set(everything)) == 100
+    assert np.bincount(labels[a.test], minlength=4).tolist() == [10, 6, 3, 1]
+    assert "stratified" in a.method
+    assert Splits.from_json(a.to_json()).test.tolist() == a.test.tolist()
+
+
+def test_given_splits_are_honoured():
+    labels = np.arange(30) % 2
+    given = {"train": np.arange(20), "test": np.arange(20, 30)}
+    splits = make_splits(30, labels, test_fraction=0.5, val_fraction=0.2, seed=0, given=given)
+    assert splits.test.tolist() == list(range(20, 30))
+    assert set(splits.train) | set(splits.val) == set(range(20))
+    assert "given by the data" in splits.method
+
+
+def test_too_few_examples():
+    with pytest.raises(UserError, match="at least 3"):
+        make_splits(2, [0, 1], test_fraction=0.2, val_fraction=0.1, seed=0)
+
+
+def test_run_dirs_are_never_reused(tmp_path):
+    first = runs.create_run_dir(tmp_path, "image-classification")
+    second = runs.create_run_dir(tmp_path, "image-classification")
+    assert first != second and first.is_dir() and second.is_dir()
+
+
+def test_atomic_write_replaces_and_leaves_no_temporaries(tmp_path):
+    target = tmp_path / "metrics.json"
+    runs.write_json(target, {"a": np.float32(0.5), "b": np.arange(2)})
+    runs.write_json(target, {"a": 1})
+    assert target.read_text().strip() == '{\n  "a": 1\n}'
+    assert os.listdir(tmp_path) == ["metrics.json"]
+
+
+def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "metrics.json"
+    runs.write_json(target, {"a": 1})
+    with pytest.raises(TypeError):
+        runs.write_json(target, {"a": object()})
+    assert '"a": 1' in target.read_text()
+    assert os.listdir(tmp_path) == ["metrics.json"]

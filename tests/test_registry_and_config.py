@@ -1,0 +1,78 @@
+import dataclasses
+
+import pytest
+
+from pipelines import config as config_lib
+from pipelines.errors import UserError
+from pipelines.registry import Registry
+from tasks.image_classification.task import ImageClassificationConfig
+
+
+def test_registry_suggests_closest_name():
+    registry = Registry("widget")
+    registry.register("resnet18", modality="image")(object())
+    registry.register("basic_cnn", modality="image")(object())
+    with pytest.raises(UserError, match=r"unknown widget 'resnet19'.*Did you mean 'resnet18'"):
+        registry.get("resnet19")
+    assert registry.names() == ["basic_cnn", "resnet18"]
+    assert registry.entry("resnet18").meta == {"modality": "image"}
+
+
+def test_registry_refuses_duplicates():
+    registry = Registry("widget")
+    registry.register("a")(1)
+    with pytest.raises(ValueError):
+        registry.register("a")(2)
+
+
+def test_precedence_defaults_toml_set_flags(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text('epochs = 5\nbatch_size = 16\nlearning_rate = 0.01\n[backbone_options]\nwidths = [8, 16]\n')
+    cfg = config_lib.resolve(ImageClassificationConfig, toml=toml,
+                             sets=config_lib.parse_set(["batch_size=8", "backbone_options.pool_type=average"]),
+                             flags={"batch_size": 4, "epochs": None})
+    assert cfg.epochs == 5  # toml beats default; a None flag is ignored
+    assert cfg.batch_size == 4  # flag beats --set beats toml
+    assert cfg.learning_rate == 0.01
+    assert cfg.backbone_options == {"widths": [8, 16], "pool_type": "average"}
+    assert cfg.data == "builtin:digits"  # default
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["epochz=3"], "unknown key 'epochz'"),
+    (["epochs=-1"], "epochs must be >= 1"),
+    (["epochs=abc"], "epochs must be int"),
+    (["lr_schedule=linear"], "not one of"),
+    (["test_fraction=0"], "test_fraction must be > 0"),
+])
+def test_bad_settings_name_the_key(sets, message):
+    with pytest.raises(UserError, match=message):
+        config_lib.resolve(ImageClassificationConfig, sets=config_lib.parse_set(sets))
+
+
+def test_unknown_toml_key_names_the_file(tmp_path):
+    toml = tmp_path / "bad.toml"
+    toml.write_text("epoch = 3\n")
+    with pytest.raises(UserError, match=r"bad.toml: unknown key 'epoch'"):
+        config_lib.resolve(ImageClassificationConfig, toml=toml)
+
+
+def test_set_values_parse_as_toml():
+    assert config_lib.parse_set(["a=1", "b=0.5", "c=true", "d=[1,2]", "e=hello"]) == {
+        "a": 1, "b": 0.5, "c": True, "d": [1, 2], "e": "hello"}
+
+
+def test_config_roundtrips_through_dict():
+    cfg = config_lib.resolve(ImageClassificationConfig, sets={"epochs": 3})
+    again = config_lib.resolve(ImageClassificationConfig, base=dataclasses.asdict(cfg))
+    assert again == cfg
+
+
+def test_default_backbone_options_do_not_follow_another_backbone():
+    cfg = config_lib.resolve(ImageClassificationConfig, flags={"backbone": "resnet18"})
+    assert cfg.backbone_options == {}
+    cfg = config_lib.resolve(ImageClassificationConfig)
+    assert cfg.backbone_options == {"batch_norm": True}
+    cfg = config_lib.resolve(ImageClassificationConfig, sets={"backbone_options": {"width": 0.5}},
+                             flags={"backbone": "resnet18"})
+    assert cfg.backbone_options == {"width": 0.5}
