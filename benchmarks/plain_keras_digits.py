@@ -27,7 +27,7 @@ def model(batch_norm):
         for _ in range(2):
             x = layers.Conv2D(width, 3, padding="same", use_bias=not batch_norm)(x)
             if batch_norm:
-                x = layers.BatchNormalization()(x)
+                x = layers.BatchNormalization(momentum=0.9)(x)
             x = layers.ReLU()(x)
         x = layers.MaxPooling2D(2, strides=2, padding="same")(x)
     x = layers.GlobalAveragePooling2D()(x)

@@ -132,18 +132,16 @@ def list_runs(root, task=None):
         for run in sorted(task_dir.glob("*"), reverse=True):
             if not (run / CONFIG_FILE).is_file():
                 continue
-            metrics = {}
-            if (run / METRICS_FILE).is_file():
-                try:
-                    metrics = json.loads((run / METRICS_FILE).read_text())
-                except json.JSONDecodeError:
-                    metrics = {}
-            status = {}
-            if (run / STATUS_FILE).is_file():
-                try:
-                    status = json.loads((run / STATUS_FILE).read_text())
-                except json.JSONDecodeError:
-                    status = {}
+            metrics = read_optional_json(run / METRICS_FILE)
+            status = read_optional_json(run / STATUS_FILE)
             rows.append({"task": task_dir.name, "run_dir": run, "metrics": metrics,
                          "state": status.get("state", "finished" if metrics else "unknown")})
     return rows
+
+
+def read_optional_json(path):
+    """A JSON file's content, or {} when it is absent or unreadable (listing must not fail)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}

@@ -218,7 +218,7 @@ def evaluate(run_dir, data=None, echo=print, as_json=False):
     origin = saved.get("lineage")
     document = reports.metrics_document(
         task=task.name, run_dir=path, data=data or config.data, split=split_name, evaluation=result,
-        train=runs.read_json(path / runs.METRICS_FILE).get("train") if (path / runs.METRICS_FILE).is_file() else None,
+        train=runs.read_optional_json(path / runs.METRICS_FILE).get("train"),
         backbone=_backbone_summary(model, config, origin))
     report = reports.write(eval_dir, document, result,
                            title=f"{task.name}: evaluation of {path.name}",

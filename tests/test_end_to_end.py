@@ -27,7 +27,7 @@ def test_run_directory_holds_the_contract(digits_run):
     assert metrics["backbone"]["name"] == "basic_cnn" and metrics["backbone"]["params"] > 0
     assert metrics["train"]["epochs"] == 2 and metrics["train"]["seconds"] > 0
     config = json.loads((digits_run / "config.json").read_text())
-    assert config["config"]["backbone_options"] == {"widths": [8, 16, 16]}
+    assert config["config"]["backbone_options"] == {"batch_norm": True, "widths": [8, 16, 16]}
     assert config["split"]["counts"]["test"] == 360
     history = (digits_run / "history.csv").read_text().strip().splitlines()
     assert len(history) == 3 and history[0].startswith("epoch")

@@ -11,7 +11,9 @@ def conv_stage(x, width, convs, *, batch_norm, name):
         x = layers.Conv2D(width, 3, padding="same", use_bias=not batch_norm,
                           name=f"{name}_conv{i + 1}")(x)
         if batch_norm:
-            x = layers.BatchNormalization(name=f"{name}_bn{i + 1}")(x)
+            # momentum 0.9: moving statistics keep up on small datasets (Keras' 0.99 lags for
+            # hundreds of steps, and validation collapses to one class meanwhile).
+            x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn{i + 1}")(x)
         x = layers.ReLU(name=f"{name}_relu{i + 1}")(x)
     return x
 
