@@ -54,6 +54,8 @@ class TrainConfig:
                                  help="validation share of the training part")
     cache: bool = option(True, help="cache the tf.data input pipeline in memory")
     jit_compile: bool = option(False, help="XLA-compile the train step (see benchmarks/RESULTS.md)")
+    backup_interval_s: float = option(30.0, minimum=0,
+                                      help="seconds between resumable backups; 0 = every epoch")
     tensorboard: bool = option(False, help="write TensorBoard logs to RUN_DIR/logs")
     strategy: str = option("auto", choices=("auto", "default", "mirrored", "multi-worker"),
                            help="tf.distribute strategy")

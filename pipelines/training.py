@@ -40,10 +40,31 @@ def make_optimizer(config, *, steps_per_epoch, epochs, lr_scale=1.0):
     return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
 
 
+class PeriodicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore that saves at most every ``interval_s`` seconds (0: every epoch).
+
+    Small models train an epoch in well under a second; writing a backup after each one cost
+    ~15 % of training time on digits (benchmarks/RESULTS.md). Resuming repeats at most
+    ``interval_s`` seconds of work.
+    """
+
+    def __init__(self, backup_dir, interval_s):
+        super().__init__(backup_dir)
+        self.interval_s = interval_s
+        self._last_save = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._current_epoch = epoch + 1
+        self._last_batch_seen = 0
+        if time.perf_counter() - self._last_save >= self.interval_s:
+            self._save_model()
+            self._last_save = time.perf_counter()
+
+
 def _callbacks(config, run_dir, phase, *, monitor, mode, resume_history, tensorboard_dir):
     run_dir = Path(run_dir)
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup" / phase)),
+        PeriodicBackupAndRestore(str(run_dir / "backup" / phase), config.backup_interval_s),
         keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / "best.weights.h5"),
                                         monitor=monitor, mode=mode, save_best_only=True,
                                         save_weights_only=True, verbose=0),
@@ -113,9 +134,8 @@ def fit(model, train_ds, val_ds, *, config, run_dir, loss, metrics, monitor="val
         model.compile(optimizer=make_optimizer(config, steps_per_epoch=steps, epochs=last - first,
                                                lr_scale=lr_scale),
                       loss=loss, metrics=metrics, jit_compile=config.jit_compile)
-        restored = _restored_epoch(run_dir, phase) if resume else None
-        if restored is not None:
-            _trim_history(run_dir, restored)
+        if resume:  # drop history rows past the restored epoch (all of them if none was saved)
+            _trim_history(run_dir, _restored_epoch(run_dir, phase) or first)
         history = model.fit(
             train_ds, validation_data=val_ds, epochs=last, initial_epoch=first,
             verbose=0 if quiet else 2, class_weight=class_weight,

@@ -132,7 +132,7 @@ def test_interrupted_training_resumes(tmp_path, monkeypatch):
     original = training._callbacks
     monkeypatch.setattr(training, "_callbacks", lambda *a, **k: original(*a, **k) + [Interrupt()])
     args = ["train", "image-classification", "--epochs", 4, "--output", tmp_path, "--quiet",
-            "--set", "backbone_options.widths=[4,8,8]"]
+            "--set", "backbone_options.widths=[4,8,8]", "--set", "backup_interval_s=0"]
     assert run_cli(*args) == 130
     (run_dir,) = (tmp_path / "image-classification").iterdir()
     assert not (run_dir / "metrics.json").exists()
