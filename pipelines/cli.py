@@ -136,6 +136,7 @@ def cmd_tasks(args):
 
 def cmd_backbones(args):
     from pipelines.backbones import BACKBONES, count_params
+    from pipelines.backbones.text_cnn import DEFAULT_VOCABULARY
 
     print(f"{'name':<18}{'modality':<10}{'params':>12}  {'min size':<9}note")
     for entry in BACKBONES.entries():
@@ -145,11 +146,14 @@ def cmd_backbones(args):
             size = max(args.input_size, entry.meta.get("min_size", 1))
             params = count_params(entry.name, (size, size, 3))
         else:
-            params = count_params(entry.name, None)
+            params = count_params(entry.name, (None,))
         print(f"{entry.name:<18}{entry.meta['modality']:<10}{params:>12,}  "
               f"{entry.meta.get('min_size', '-')!s:<9}{entry.meta.get('note', '')}")
     if args.modality != "text":
-        print(f"(parameters counted for {args.input_size}x{args.input_size}x3 input)")
+        print(f"(image parameters counted for {args.input_size}x{args.input_size}x3 input)")
+    if args.modality != "image":
+        print(f"(text parameters counted for a {DEFAULT_VOCABULARY:,}-token vocabulary; the "
+              f"embedding table grows with the run's vocabulary)")
 
 
 def cmd_train(args):

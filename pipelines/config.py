@@ -44,6 +44,8 @@ class TrainConfig:
     weight_decay: float = option(0.0, minimum=0, help="decoupled weight decay (adamw)")
     lr_schedule: str = option("cosine", choices=("cosine", "plateau", "constant"),
                               help="learning-rate schedule")
+    restore_best: bool = option(True, help="end with the best validation epoch's weights "
+                                "(false: keep the last epoch's)")
     early_stopping_patience: int = option(0, minimum=0, help="epochs without improvement; 0 = off")
     class_weight: typing.Optional[str] = option(None, choices=(None, "balanced"),
                                                 help="'balanced' weights classes by inverse frequency")

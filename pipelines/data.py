@@ -10,6 +10,8 @@ import numpy as np
 
 from pipelines.errors import UserError
 
+SPLIT_NAMES = ("train", "val", "test")
+
 
 @dataclass
 class Dataset:
@@ -29,6 +31,26 @@ class Dataset:
     def subset(self, indices):
         indices = np.asarray(indices, dtype=int)
         return Dataset(_take(self.x, indices), _take(self.y, indices), self.spec, self.description, dict(self.info), None, list(self.notes))
+
+
+def given_splits(split_of):
+    """{"train": idx, "val": idx, "test": idx} from one split name per example."""
+    split_of = np.asarray(split_of, dtype=object)
+    return {s: np.flatnonzero(split_of == s) for s in SPLIT_NAMES if (split_of == s).any()}
+
+
+def require_columns(path, columns, needed, hint):
+    """A table must have the ``needed`` columns; the error names what it found and ``hint``s."""
+    missing = [c for c in needed if c not in (columns or [])]
+    if missing:
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)}; found "
+                        f"{', '.join(columns or []) or 'none'} ({hint})")
+
+
+def require_two_classes(labels, class_names, where):
+    if len(set(np.asarray(labels).tolist())) < 2:
+        raise UserError(f"{where}: only one class ({class_names[0] if class_names else '?'}); "
+                        f"classification needs at least two")
 
 
 def _take(values, indices):

@@ -16,6 +16,15 @@ class Figure:
 
 
 @dataclass
+class HighlightedText:
+    """Tokens with one weight each (positive: toward ``label``), shown shaded in the HTML report."""
+
+    tokens: list
+    weights: list
+    caption: str
+
+
+@dataclass
 class Evaluation:
     metrics: dict
     n_samples: int
@@ -23,12 +32,14 @@ class Evaluation:
     tables: dict = field(default_factory=dict)  # title -> pandas.DataFrame
     figures: dict = field(default_factory=dict)  # file stem -> Figure
     notes: list = field(default_factory=list)
+    highlights: dict = field(default_factory=dict)  # title -> [HighlightedText]
 
 
 def evaluate(task, model, test, info, config, *, train=None, history=None):
     """Run ``task`` on the ``test`` Dataset; ``train`` (if given) fits the classical baseline."""
     outputs = task.predict_dataset(model, test, info, config)
-    result = Evaluation(metrics=task.metrics(test, outputs, info), n_samples=len(test))
+    result = Evaluation(metrics=task.metrics(test, outputs, info), n_samples=len(test),
+                        notes=list(task.report_notes(test, info)))
     if train is not None:
         result.baseline = task.baseline(train, test, info, config)
     else:
@@ -38,6 +49,9 @@ def evaluate(task, model, test, info, config, *, train=None, history=None):
                                              baseline=result.baseline).items():
         if png:
             result.figures[name] = Figure(png, caption)
+    tables, highlights = task.explanations(model, test, outputs, info, config)
+    result.tables.update(tables)
+    result.highlights.update(highlights)
     if history is not None and len(history):
         result.figures["learning_curves"] = Figure(
             plots.learning_curves(history), "Learning curves: training vs validation per epoch.")

@@ -73,10 +73,27 @@ def roc_curves(curves, title="ROC curve"):
     for label, (fpr, tpr, auc) in curves.items():
         ax.plot(fpr, tpr, label=f"{label} (AUC {auc:.3f})")
     ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="chance")
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
+    return _curve_figure(fig, ax, "false positive rate", "true positive rate", title, "lower right")
+
+
+def precision_recall_curves(y_true, scores, title="Precision-recall curve"):
+    """``scores``: {label: positive-class scores}; average precision in the legend."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    for label, score in scores.items():
+        precision, recall, _ = precision_recall_curve(y_true, score)
+        ax.plot(recall, precision, label=f"{label} (AP {average_precision_score(y_true, score):.3f})")
+    ax.axhline(float(np.mean(y_true)), color="k", ls="--", lw=0.8, label="chance")
+    return _curve_figure(fig, ax, "recall", "precision", title, "lower left")
+
+
+def _curve_figure(fig, ax, xlabel, ylabel, title, legend_loc):
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc=legend_loc)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return to_png(fig)

@@ -79,6 +79,9 @@ def render_markdown(document, evaluation, title, context):
         lines += ["", f"> {note}"]
     for table_title, frame in evaluation.tables.items():
         lines += ["", f"## {table_title}", "", frame.to_markdown(index=False)]
+    for section, texts in evaluation.highlights.items():
+        lines += ["", f"## {section}", ""]
+        lines += [f"- {_markdown_highlight(item)}" for item in texts]
     for name, figure in evaluation.figures.items():
         lines += ["", f"## {name.replace('_', ' ').capitalize()}", "",
                   f"![{name}](figures/{name}.png)", "", f"*{figure.caption}*"]
@@ -103,6 +106,9 @@ def render_html(document, evaluation, title, context):
     for table_title, frame in evaluation.tables.items():
         parts.append(f"<h2>{esc(table_title)}</h2>")
         parts.append(frame.to_html(index=False, border=0, escape=True))
+    for section, texts in evaluation.highlights.items():
+        parts.append(f"<h2>{esc(section)}</h2>")
+        parts += [_html_highlight(item) for item in texts]
     for name, figure in evaluation.figures.items():
         data = base64.b64encode(figure.png).decode("ascii")
         parts.append(f"<figure><h2>{esc(name.replace('_', ' ').capitalize())}</h2>"
@@ -110,3 +116,23 @@ def render_html(document, evaluation, title, context):
                      f"<figcaption>{esc(figure.caption)}</figcaption></figure>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _html_highlight(item):
+    """Tokens shaded by weight: green toward the caption's class, red against; no JavaScript."""
+    peak = max((abs(w) for w in item.weights), default=0.0) or 1.0
+    spans = []
+    for token, weight in zip(item.tokens, item.weights):
+        alpha = min(1.0, abs(weight) / peak)
+        colour = "40,160,60" if weight >= 0 else "220,50,50"
+        spans.append(f"<span style='background:rgba({colour},{alpha:.2f})' "
+                     f"title='{weight:+.3f}'>{html.escape(token)}</span>")
+    return f"<p class='highlight'>{' '.join(spans)}<br><small>{html.escape(item.caption)}</small></p>"
+
+
+def _markdown_highlight(item, strongest=3):
+    """Markdown has no colour: the strongest tokens in bold."""
+    order = sorted(range(len(item.tokens)), key=lambda i: -item.weights[i])[:strongest]
+    bold = {i for i in order if item.weights[i] > 0}
+    text = " ".join(f"**{t}**" if i in bold else t for i, t in enumerate(item.tokens))
+    return f"{text} ({item.caption})"

@@ -44,6 +44,7 @@ class Task:
     builtin_data = ()  # names accepted as builtin:NAME
     monitor = ("val_loss", "min")  # what the best checkpoint and early stopping watch
     key_metrics = ()  # shown by `cnn-tasks runs`
+    tflite_unsupported = ""  # why `export --format tflite` cannot work for this task, if it cannot
 
     # -- data --------------------------------------------------------------------------------
     def load(self, spec, config):
@@ -64,6 +65,14 @@ class Task:
 
     def input_shape(self, info):
         raise NotImplementedError
+
+    def backbone_arguments(self, info, config):
+        """Builder arguments that come from the data, not the user (e.g. a vocabulary size)."""
+        return {}
+
+    def describe_preprocessing(self, info):
+        """``info`` as recorded in config.json (large parts such as vocabularies left out)."""
+        return info
 
     def encode(self, dataset, info):
         """Arrays fed to tf.data: (x, y)."""
@@ -101,6 +110,14 @@ class Task:
 
     def figures(self, model, dataset, outputs, info, config, baseline=None):
         return {}
+
+    def explanations(self, model, dataset, outputs, info, config):
+        """Why the model decided: ({title: DataFrame}, {title: [evaluation.HighlightedText]})."""
+        return {}, {}
+
+    def report_notes(self, dataset, info):
+        """Lines the report shows under the metrics: what the reader dropped, what was adapted."""
+        return list(dataset.notes) + list(info.get("notes", []))
 
     # -- prediction --------------------------------------------------------------------------
     def predict_inputs(self, model, inputs, info, options, out=None):

@@ -147,7 +147,7 @@ def fit(model, train_ds, val_ds, *, config, run_dir, loss, metrics, monitor="val
         done_marker.touch()
     seconds = time.perf_counter() - start
     best = Path(run_dir) / "checkpoints" / "best.weights.h5"
-    if best.is_file():
+    if config.restore_best and best.is_file():
         model.load_weights(best)
     return FitResult(epochs=epochs_run, seconds=seconds,
                      samples_per_second=n_train * max(epochs_run, 1) / max(seconds, 1e-9),

@@ -18,10 +18,11 @@ WEIGHTS_FILE = "backbone.weights.h5"
 META_FILE = "backbone.json"
 
 
-def backbone_meta(config, input_shape, run_dir=None):
+def backbone_meta(config, input_shape, run_dir=None, arguments=None):
     entry = BACKBONES.entry(config.backbone)
     return {"name": config.backbone, "modality": entry.meta["modality"],
-            "input_shape": list(input_shape), "options": dict(config.backbone_options),
+            "input_shape": list(input_shape),
+            "options": {**config.backbone_options, **(arguments or {})},
             "run_dir": str(run_dir) if run_dir else None}
 
 
@@ -39,11 +40,12 @@ def source_run_meta(run_dir):
     return runs.read_json(run_dir / META_FILE)
 
 
-def build_backbone(config, input_shape, modality):
+def build_backbone(config, input_shape, modality, arguments=None):
     """The task's backbone: fresh, from ``--backbone-from RUN_DIR`` or ``--backbone-weights FILE``.
 
     Returns (backbone, lineage dict or None). With ``backbone_from`` the source run's
-    architecture and options win over ``config.backbone``.
+    architecture and options win over ``config.backbone``. ``arguments`` are builder arguments
+    that come from the data (a text vocabulary size) and win over ``backbone_options``.
     """
     if config.backbone_from:
         meta = source_run_meta(config.backbone_from)
@@ -52,7 +54,8 @@ def build_backbone(config, input_shape, modality):
                             f"{meta['modality']} backbone ({meta['name']}); this task needs "
                             f"a {modality} backbone")
         config.backbone, config.backbone_options = meta["name"], dict(meta.get("options") or {})
-        target = create_backbone(meta["name"], input_shape, **config.backbone_options)
+        target = create_backbone(meta["name"], input_shape,
+                                 **{**config.backbone_options, **(arguments or {})})
         source = create_backbone(meta["name"], tuple(meta["input_shape"]), **config.backbone_options)
         _load_exact(source, Path(config.backbone_from) / WEIGHTS_FILE)
         copy_weights(source, target, where=config.backbone_from)
@@ -62,7 +65,8 @@ def build_backbone(config, input_shape, modality):
         raise UserError(f"--backbone {config.backbone} is a {entry.meta['modality']} backbone; "
                         f"this task needs a {modality} backbone "
                         f"({', '.join(n for n in BACKBONES.names() if BACKBONES.entry(n).meta['modality'] == modality)})")
-    backbone = create_backbone(config.backbone, input_shape, **config.backbone_options)
+    backbone = create_backbone(config.backbone, input_shape,
+                               **{**config.backbone_options, **(arguments or {})})
     if config.backbone_weights:
         _load_exact(backbone, Path(config.backbone_weights))
     return backbone, None

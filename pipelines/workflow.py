@@ -75,14 +75,16 @@ def train(task_name, *, config=None, resume=None, quiet=False, echo=print):
     if run_dir is None:
         run_dir = runs.create_run_dir(config.output, task.name)
     strategy = distribution_strategy(config.strategy)
+    arguments = task.backbone_arguments(info, config)
     with strategy.scope():
-        backbone, origin = transfer.build_backbone(config, task.input_shape(info), task.modality)
+        backbone, origin = transfer.build_backbone(config, task.input_shape(info), task.modality,
+                                                   arguments=arguments)
         model = task.build(backbone, info, config)
     runs.write_json(run_dir / runs.CONFIG_FILE, {
         "task": task.name, "config": config_lib.to_dict(config),
         "split": {"method": splits.method, "counts": splits.counts(), "file": SPLITS_FILE},
-        "data_description": dataset.description, "preprocessing": info,
-        "backbone": transfer.backbone_meta(config, task.input_shape(info)), "lineage": origin,
+        "data_description": dataset.description, "preprocessing": task.describe_preprocessing(info),
+        "backbone": transfer.backbone_meta(config, task.input_shape(info), arguments=arguments), "lineage": origin,
         "versions": _versions(), "created": datetime.datetime.now(datetime.timezone.utc).isoformat()})
     runs.write_json(run_dir / SPLITS_FILE, splits.to_json())
     runs.set_status(run_dir, "training")
@@ -101,7 +103,8 @@ def train(task_name, *, config=None, resume=None, quiet=False, echo=print):
                           monitor=monitor, mode=mode, n_train=len(y_train), quiet=quiet,
                           resume=bool(resume), class_weight=task.class_weight(y_train, config))
     runs.save_model(model, run_dir / "model.keras")
-    transfer.save_backbone(model, run_dir, transfer.backbone_meta(config, task.input_shape(info), run_dir))
+    transfer.save_backbone(model, run_dir, transfer.backbone_meta(config, task.input_shape(info), run_dir,
+                                                                  arguments=arguments))
     task.save_assets(info, run_dir / "assets", runs.write_json)
     result = evaluation.evaluate(task, model, test_set, info, config, train=train_set,
                                  history=training.read_history(run_dir))
@@ -157,7 +160,9 @@ def _context(task, config, description, splits, origin, train_figures=None):
     if train_figures:
         lines.append(("Training", f"{train_figures['epochs']} epochs in {train_figures['seconds']} s "
                                   f"({train_figures['samples_per_second']} samples/s), best epoch "
-                                  f"{train_figures['best_epoch']} by {train_figures['monitor']}"))
+                                  f"{train_figures['best_epoch']} by {train_figures['monitor']}; "
+                                  f"weights of the {'best' if config.restore_best else 'last'} "
+                                  f"epoch kept"))
     return lines
 
 
@@ -243,6 +248,9 @@ def predict(run_dir, inputs, *, options=None, out=None):
 def export(run_dir, fmt, out=None):
     """Export the whole model as a TensorFlow SavedModel or a TFLite flat buffer."""
     path, saved, task, config, info, model = load_run(run_dir)
+    if fmt == "tflite" and task.tflite_unsupported:
+        raise UserError(f"{path}: cannot export {task.name} to tflite: {task.tflite_unsupported}; "
+                        f"use --format saved_model")
     target = Path(out) if out else path / "export" / fmt
     if target.exists():
         raise UserError(f"--out {target}: already exists; choose another path (nothing is overwritten)")

@@ -1,6 +1,6 @@
 """The backbone registry. Importing this package registers every built-in backbone family."""
 
-from pipelines.backbones import basic_cnn, efficientnet, mobilenet, resnet  # noqa: F401  (register)
+from pipelines.backbones import basic_cnn, efficientnet, mobilenet, resnet, text_cnn  # noqa: F401  (register)
 from pipelines.backbones.base import (BACKBONE_LAYER_NAME, BACKBONES, count_params, create_backbone,
                                       deepest_level, make_backbone, pyramid_outputs,
                                       register_backbone)

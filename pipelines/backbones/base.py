@@ -24,9 +24,14 @@ BACKBONES = Registry("backbone")
 BACKBONE_LAYER_NAME = "backbone"
 
 
-def register_backbone(name, *, modality, min_size=1, note=""):
-    """Decorator registering a builder ``fn(input_shape, **options) -> keras.Model``."""
-    return BACKBONES.register(name, modality=modality, min_size=min_size, note=note)
+def register_backbone(name, *, modality, min_size=1, note="", **meta):
+    """Decorator registering a builder ``fn(input_shape, **options) -> keras.Model``.
+
+    ``modality`` is ``"image"`` (pyramid contract above) or ``"text"`` (see
+    :mod:`pipelines.backbones.text_cnn`); extra ``meta`` (e.g. a text backbone's ``spans``) is kept
+    on the registry entry.
+    """
+    return BACKBONES.register(name, modality=modality, min_size=min_size, note=note, **meta)
 
 
 def make_backbone(inputs, pyramid, *, name=BACKBONE_LAYER_NAME):

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from pipelines import plots
 from pipelines.backbones import BACKBONE_LAYER_NAME, pyramid_outputs
-from tasks.image_classification.head import HEAD_LAYER_NAME
+from pipelines.heads import HEAD_LAYER_NAME
 
 
 def gradcam_level(backbone):

@@ -11,11 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import imaging
-from pipelines.data import Dataset
+from pipelines.data import (SPLIT_NAMES, Dataset, given_splits, require_columns,
+                            require_two_classes)
 from pipelines.errors import UserError
-
-SPLIT_NAMES = ("train", "val", "test")
-
 
 def load(spec, *, image_size=None, channels=None, path_column="path", label_column="label"):
     if spec.startswith("builtin:"):
@@ -46,7 +44,8 @@ def load_digits():
     return Dataset(x, digits.target.astype(int), "builtin:digits",
                    "scikit-learn's handwritten digits (UCI ML hand-written digits, 1,797 8x8 images, "
                    "10 classes, values 0-16 scaled to [0, 1])",
-                   info={"class_names": [str(i) for i in range(10)], "input_scale": 16.0})
+                   info={"class_names": [str(i) for i in range(10)], "input_scale": 16.0,
+                         "mirror_changes_class": True})
 
 
 def _images_in(folder):
@@ -79,9 +78,9 @@ def load_folder(root, *, image_size=None, channels=None):
     if not paths:
         raise UserError(f"{root}: the class folders hold no images "
                         f"({', '.join(sorted(imaging.IMAGE_SUFFIXES))})")
-    _require_two_classes(labels, class_names, root)
+    require_two_classes(labels, class_names, root)
     x = imaging.stack_images(paths, size=image_size, channels=channels)
-    given = _given_splits(split_of) if split_layout else None
+    given = given_splits(split_of) if split_layout else None
     return Dataset(x, np.asarray(labels), str(root),
                    f"class folders at {root}: {len(paths)} images, {len(class_names)} classes",
                    info={"class_names": class_names}, given_splits=given)
@@ -94,12 +93,8 @@ def load_csv(path, *, image_size=None, channels=None, path_column="path", label_
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle, delimiter=delimiter)
-            columns = reader.fieldnames or []
-            missing = [c for c in (path_column, label_column) if c not in columns]
-            if missing:
-                raise UserError(f"{path}: missing column(s) {', '.join(missing)}; found "
-                                f"{', '.join(columns) or 'none'} (set path_column/label_column "
-                                f"with --set)")
+            require_columns(path, reader.fieldnames, (path_column, label_column),
+                            "set path_column/label_column with --set")
             rows = [(reader.line_num, row) for row in reader]
     except UnicodeDecodeError as error:
         raise UserError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
@@ -124,9 +119,9 @@ def load_csv(path, *, image_size=None, channels=None, path_column="path", label_
         split_of.append(split or None)
     class_names = sorted(set(label_text))
     labels = [class_names.index(t) for t in label_text]
-    _require_two_classes(labels, class_names, path)
+    require_two_classes(labels, class_names, path)
     x = imaging.stack_images(files, size=image_size, channels=channels)
-    given = _given_splits(split_of) if all(split_of) else None
+    given = given_splits(split_of) if all(split_of) else None
     return Dataset(x, np.asarray(labels), str(path),
                    f"CSV manifest {path.name}: {len(files)} images, {len(class_names)} classes",
                    info={"class_names": class_names}, given_splits=given)
@@ -145,7 +140,7 @@ def load_npz(path):
         x = np.concatenate([c[1] for c in chunks])
         y = np.concatenate([np.asarray(c[2]).reshape(len(c[2]), -1)[:, 0] for c in chunks])
         split_of = [s for s, images, _ in chunks for _ in range(len(images))]
-        given = _given_splits(split_of)
+        given = given_splits(split_of)
         kind = "MedMNIST-style arrays"
     else:
         missing = [k for k in ("x", "y") if k not in keys]
@@ -163,18 +158,7 @@ def load_npz(path):
     values = np.unique(y)
     class_names = [str(v) for v in values]
     labels = np.searchsorted(values, y)
-    _require_two_classes(labels, class_names, path)
+    require_two_classes(labels, class_names, path)
     return Dataset(x, labels, str(path), f"{kind} in {path.name}: {len(y)} images, "
                    f"{len(values)} classes", info={"class_names": class_names, "input_scale": scale},
                    given_splits=given)
-
-
-def _given_splits(split_of):
-    split_of = np.asarray(split_of, dtype=object)
-    return {s: np.flatnonzero(split_of == s) for s in SPLIT_NAMES if (split_of == s).any()}
-
-
-def _require_two_classes(labels, class_names, where):
-    if len(set(labels)) < 2:
-        raise UserError(f"{where}: only one class ({class_names[0] if class_names else '?'}); "
-                        f"classification needs at least two")

@@ -1,0 +1,128 @@
+"""Text backbones: token ids -> per-position feature maps -> one fixed-size sentence vector.
+
+The text contract (the counterpart of the image pyramid): a functional ``keras.Model`` named
+``"backbone"`` taking int token ids ``(batch, length)`` (0 = padding) and returning a dict
+
+- ``"features"``: ``(batch, length, channels)``, non-negative, aligned with the tokens (``same``
+  padding), zero at padding positions;
+- ``"sentence"``: ``(batch, channels)``, the max over time of ``features``.
+
+The first layer is the word-embedding table named ``"embedding"`` (pretrained vectors are set
+there). Each channel of ``features`` at position ``i`` sees tokens ``i - left .. i + right``; the
+registry entry's ``spans(**options)`` gives ``(left, right)`` per channel, which is what lets a
+report name the n-gram that won the max-over-time pooling for each channel.
+"""
+
+import keras
+import numpy as np
+from keras import layers
+
+from pipelines.backbones.base import BACKBONE_LAYER_NAME, register_backbone
+
+EMBEDDING_LAYER_NAME = "embedding"
+DEFAULT_VOCABULARY = 20000
+
+
+@keras.saving.register_keras_serializable(package="cnn_tasks")
+class ZeroPadding(layers.Layer):
+    """features * (ids != 0): padding positions can never win the max-over-time pooling."""
+
+    def call(self, features, ids):
+        mask = keras.ops.cast(keras.ops.not_equal(ids, 0), features.dtype)
+        return features * keras.ops.expand_dims(mask, -1)
+
+    def compute_output_shape(self, features_shape, ids_shape=None):
+        return features_shape
+
+
+@keras.saving.register_keras_serializable(package="cnn_tasks")
+class WordDropout(layers.Layer):
+    """While training, replace each real token id by the unknown id (1) with probability ``rate``.
+
+    Unseen test words all map to the unknown token; without this its embedding is never trained
+    (the vocabulary covers every training word), and small data sets are memorised word by word.
+    """
+
+    def __init__(self, rate, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = float(rate)
+        self.seed = seed
+        self._generator = keras.random.SeedGenerator(seed)
+
+    def call(self, ids, training=False):
+        if not training or self.rate <= 0:
+            return ids
+        drop = keras.random.uniform(keras.ops.shape(ids), seed=self._generator) < self.rate
+        drop = keras.ops.logical_and(drop, keras.ops.greater(ids, 1))
+        return keras.ops.where(drop, keras.ops.ones_like(ids), ids)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+def same_span(kernel, dilation=1):
+    """(left, right) tokens seen by a ``same``-padded 1-D convolution (Keras pads right first)."""
+    total = (kernel - 1) * dilation
+    return total // 2, total - total // 2
+
+
+def _text_backbone(ids, features, dropout):
+    features = ZeroPadding(name="zero_padding")(features, ids)
+    sentence = layers.GlobalMaxPooling1D(name="max_over_time")(features)
+    if dropout:
+        sentence = layers.Dropout(dropout, name="sentence_dropout")(sentence)
+    return keras.Model(ids, {"features": features, "sentence": sentence}, name=BACKBONE_LAYER_NAME)
+
+
+def _inputs(input_shape, vocab_size, embedding_dim, embedding_scale, word_dropout):
+    """Token ids and their embeddings, initialised U(-scale, scale) (Kim 2014: 0.25)."""
+    length = input_shape[0] if input_shape else None
+    ids = keras.Input((length,), dtype="int32", name="token_ids")
+    kept = WordDropout(word_dropout, name="word_dropout")(ids) if word_dropout else ids
+    initializer = keras.initializers.RandomUniform(-float(embedding_scale), float(embedding_scale))
+    embedded = layers.Embedding(int(vocab_size), int(embedding_dim), embeddings_initializer=initializer,
+                                name=EMBEDDING_LAYER_NAME)(kept)
+    return ids, embedded
+
+
+def text_cnn_spans(windows=(3, 4, 5), filters=100, **_):
+    return np.array([same_span(int(w)) for w in windows for _ in range(int(filters))])
+
+
+@register_backbone("text_cnn", modality="text", spans=text_cnn_spans,
+                   note="Kim (2014): embeddings, parallel conv windows 3/4/5 x 100 maps + ReLU, "
+                        "max over time, dropout 0.5")
+def text_cnn(input_shape, vocab_size=DEFAULT_VOCABULARY, embedding_dim=300, windows=(3, 4, 5),
+             filters=100, dropout=0.5, embedding_scale=0.25, word_dropout=0.1):
+    ids, embedded = _inputs(input_shape, vocab_size, embedding_dim, embedding_scale, word_dropout)
+    maps = [layers.Conv1D(int(filters), int(w), padding="same", activation="relu",
+                          name=f"conv_w{int(w)}")(embedded) for w in windows]
+    features = maps[0] if len(maps) == 1 else layers.Concatenate(name="windows")(maps)
+    return _text_backbone(ids, features, dropout)
+
+
+def dilated_cnn_spans(kernel=3, dilations=(1, 2, 4, 8), filters=128, **_):
+    spans = np.array([same_span(int(kernel), int(d)) for d in dilations]).sum(axis=0)
+    spans += same_span(int(kernel))  # the stem convolution
+    return np.tile(spans, (int(filters), 1))
+
+
+@register_backbone("dilated_cnn", modality="text", spans=dilated_cnn_spans,
+                   note="residual stack of dilated conv1d (dilations 1/2/4/8, 33-token receptive "
+                        "field) with layer norm, max over time")
+def dilated_cnn(input_shape, vocab_size=DEFAULT_VOCABULARY, embedding_dim=128, filters=128,
+                kernel=3, dilations=(1, 2, 4, 8), dropout=0.5, embedding_scale=0.25,
+                word_dropout=0.1):
+    """Wider context than Kim's windows at the same cost per layer (Yu & Koltun style dilations)."""
+    ids, embedded = _inputs(input_shape, vocab_size, embedding_dim, embedding_scale, word_dropout)
+    x = layers.Conv1D(int(filters), int(kernel), padding="same", activation="relu", name="stem")(embedded)
+    for i, rate in enumerate(dilations, start=1):
+        y = layers.LayerNormalization(name=f"block{i}_norm")(x)
+        y = layers.Conv1D(int(filters), int(kernel), padding="same", dilation_rate=int(rate),
+                          activation="relu", name=f"block{i}_conv")(y)
+        x = layers.Add(name=f"block{i}_add")([x, y])
+    features = layers.ReLU(name="features_relu")(x)
+    return _text_backbone(ids, features, dropout)

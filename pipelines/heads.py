@@ -1,0 +1,32 @@
+"""Heads shared by tasks: a nested ``"head"`` model from backbone features to logits.
+
+The head is its own nested model (``model.get_layer("head")``) and the softmax a separate final
+layer, so explanations (Grad-CAM for images, n-gram contributions for text) can reach the logits.
+"""
+
+import keras
+from keras import layers
+
+HEAD_LAYER_NAME = "head"
+PROBABILITIES_LAYER_NAME = "probabilities"
+
+
+def classifier_head(features_shape, n_classes, *, pool=None, hidden=0, dropout=0.0):
+    """features -> [global pooling] -> [fully connected + ReLU] -> [dropout] -> logits."""
+    inputs = keras.Input(tuple(features_shape), name="features")
+    x = inputs
+    if pool:
+        rank = len(features_shape) - 1
+        pools = {("avg", 1): layers.GlobalAveragePooling1D, ("max", 1): layers.GlobalMaxPooling1D,
+                 ("avg", 2): layers.GlobalAveragePooling2D, ("max", 2): layers.GlobalMaxPooling2D}
+        x = pools[(pool, rank)](name=f"global_{pool}_pool")(x)
+    if hidden:
+        x = layers.Dense(hidden, activation="relu", name="fc")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="dropout")(x)
+    logits = layers.Dense(n_classes, name="logits")(x)
+    return keras.Model(inputs, logits, name=HEAD_LAYER_NAME)
+
+
+def softmax(logits):
+    return layers.Activation("softmax", name=PROBABILITIES_LAYER_NAME, dtype="float32")(logits)

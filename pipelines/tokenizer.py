@@ -1,0 +1,185 @@
+"""Text to token ids inside the model graph, with tensorflow-text.
+
+A saved text model starts from raw strings: :class:`TextTokenizer` is its first layer. It
+normalises (Unicode NFKC + case folding, long digit runs masked), splits into words (letter
+runs; each digit run and each punctuation mark is a token of its own) or further into WordPiece sub-words, looks
+the tokens up in a vocabulary learnt from the training split only, and pads or truncates to a fixed
+length. Ids: 0 is padding, 1 is the unknown token, the vocabulary starts at 2.
+
+The vocabulary is part of the layer's config (so ``model.keras`` is self-contained) and is also
+written as one token per line to the run's ``assets/vocabulary.txt``.
+"""
+
+import collections
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from pipelines.errors import UserError
+
+PAD, UNK = "[PAD]", "[UNK]"
+RESERVED = (PAD, UNK)
+TOKENIZERS = ("word", "wordpiece")
+
+
+def normalize(texts, mask_numbers=True):
+    """NFKC + case folding, as a tf string tensor.
+
+    ``mask_numbers``: runs of 7+ digits become ``0000000`` and runs of 3-6 digits ``000``, so
+    phone numbers, short codes and prices never seen in training still share a token.
+    """
+    import tensorflow as tf
+    import tensorflow_text as tf_text
+
+    texts = tf_text.case_fold_utf8(tf_text.normalize_utf8(tf.convert_to_tensor(texts), "NFKC"))
+    if mask_numbers:
+        texts = tf.strings.regex_replace(texts, r"[0-9]{7,}", " 0000000 ")
+        texts = tf.strings.regex_replace(texts, r"(^|[^0-9])[0-9]{3,6}([^0-9]|$)", r"\1 000 \2")
+    return texts
+
+
+# Letter runs are words; every digit run and every other non-space character is its own token.
+# (UnicodeScriptTokenizer would glue "! £ 000 /" into one token: its Common-script runs ignore
+# the spaces between them.)
+SPLIT_PATTERN = r"\s+|[^\s\p{L}\p{M}\p{N}]|\p{N}+"
+KEEP_PATTERN = r"[^\s\p{L}\p{M}\p{N}]|\p{N}+"
+
+
+def split_words(texts, mask_numbers=True):
+    """Normalised texts -> ragged (batch, words) of byte strings."""
+    import tensorflow_text as tf_text
+
+    return tf_text.regex_split(normalize(texts, mask_numbers), SPLIT_PATTERN, KEEP_PATTERN)
+
+
+def word_lists(texts, mask_numbers=True, batch_size=4096):
+    """Python lists of word strings per text (eager; for vocabularies, baselines and reports)."""
+    result = []
+    for start in range(0, len(texts), batch_size):
+        chunk = [str(t) for t in texts[start:start + batch_size]]
+        rows = split_words(chunk, mask_numbers).to_list()
+        result += [[w.decode("utf-8", "replace") for w in row] for row in rows]
+    return result
+
+
+def build_vocabulary(texts, *, tokenizer="word", max_size=20000, min_count=1, mask_numbers=True):
+    """The vocabulary learnt from ``texts`` (the training split): reserved tokens first.
+
+    Words: the ``max_size`` most frequent with at least ``min_count`` occurrences (ties broken
+    alphabetically, so the result does not depend on data order). WordPiece: tensorflow-text's
+    BERT vocabulary learner over the same words.
+    """
+    if tokenizer not in TOKENIZERS:
+        raise UserError(f"--set tokenizer={tokenizer}: choose one of {', '.join(TOKENIZERS)}")
+    words = word_lists(texts, mask_numbers)
+    counts = collections.Counter(w for row in words for w in row)
+    if tokenizer == "word":
+        kept = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
+        tokens = kept[:max(0, max_size - len(RESERVED))]
+    else:
+        from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as learner
+
+        word_counts = sorted(((w, c) for w, c in counts.items() if c >= min_count),
+                             key=lambda wc: (-wc[1], wc[0]))
+        tokens = learner.learn(word_counts, vocab_size=max_size, reserved_tokens=list(RESERVED),
+                               lower_thresh=min_count)
+        tokens = [t for t in tokens if t not in RESERVED]
+    if not tokens:
+        raise UserError("the training texts hold no tokens; is the text column empty?")
+    return list(RESERVED) + tokens
+
+
+def write_vocabulary(vocabulary, path, write_text):
+    write_text(Path(path), "\n".join(vocabulary) + "\n")
+
+
+def read_vocabulary(path):
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: cannot read the vocabulary ({error})") from None
+    vocabulary = lines[:-1] if lines and lines[-1] == "" else lines
+    if vocabulary[:len(RESERVED)] != list(RESERVED):
+        raise UserError(f"{path}: a vocabulary must start with {', '.join(RESERVED)}")
+    return vocabulary
+
+
+@keras.saving.register_keras_serializable(package="cnn_tasks")
+class TextTokenizer(keras.layers.Layer):
+    """Raw strings (batch,) -> int32 token ids (batch, length), 0-padded."""
+
+    def __init__(self, vocabulary, length, tokenizer="word", mask_numbers=True, **kwargs):
+        kwargs.setdefault("trainable", False)
+        super().__init__(**kwargs)
+        if tokenizer not in TOKENIZERS:
+            raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {tokenizer!r}")
+        self.vocabulary = list(vocabulary)
+        self.length = int(length)
+        self.tokenizer = tokenizer
+        self.mask_numbers = bool(mask_numbers)
+        self._table = None
+        self._lookup()
+
+    @property
+    def vocabulary_size(self):
+        return len(self.vocabulary)
+
+    def _lookup(self):
+        import tensorflow as tf
+
+        if self._table is None:
+            with tf.init_scope():  # created eagerly once, never inside a traced train step
+                keys = tf.constant(self.vocabulary[len(RESERVED):], dtype=tf.string)
+                values = tf.range(len(RESERVED), len(self.vocabulary), dtype=tf.int64)
+                self._table = tf.lookup.StaticHashTable(
+                    tf.lookup.KeyValueTensorInitializer(keys, values), default_value=1)
+        return self._table
+
+    def tokens(self, texts):
+        """Ragged (batch, tokens) of token strings, before the vocabulary lookup."""
+        import tensorflow as tf
+        import tensorflow_text as tf_text
+
+        words = split_words(tf.reshape(texts, [-1]), self.mask_numbers)
+        if self.tokenizer == "word":
+            return words
+        pieces = tf_text.WordpieceTokenizer(self._lookup(), token_out_type=tf.string,
+                                            unknown_token=UNK).tokenize(words)
+        return pieces.merge_dims(-2, -1)
+
+    def call(self, texts):
+        import tensorflow as tf
+
+        ids = tf.ragged.map_flat_values(self._lookup().lookup, self.tokens(texts))
+        return tf.cast(ids.to_tensor(0, shape=[None, self.length]), "int32")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.length)
+
+    def compute_output_spec(self, texts):
+        return keras.KerasTensor((texts.shape[0], self.length), dtype="int32")
+
+    def get_config(self):
+        return {**super().get_config(), "vocabulary": self.vocabulary, "length": self.length,
+                "tokenizer": self.tokenizer, "mask_numbers": self.mask_numbers}
+
+
+def token_strings(tokenizer_layer, texts, *, clip=True, batch_size=4096):
+    """Python lists of the tokens the model sees (cut to its length when ``clip``), for reports."""
+    texts = np.asarray(texts, dtype=object).astype(str)
+    result = []
+    for start in range(0, len(texts), batch_size):
+        rows = tokenizer_layer.tokens(texts[start:start + batch_size]).to_list()
+        result += [[t.decode("utf-8", "replace") for t in row] for row in rows]
+    return [row[:tokenizer_layer.length] for row in result] if clip else result
+
+
+def fixed_length(token_lists, quantile=0.99, multiple=8, cap=512):
+    """A sequence length covering ``quantile`` of the (training) token lists, rounded up."""
+    lengths = [len(row) for row in token_lists]
+    if not lengths:
+        return multiple
+    needed = int(np.ceil(np.quantile(lengths, quantile)))
+    return int(min(cap, max(multiple, int(np.ceil(needed / multiple)) * multiple)))

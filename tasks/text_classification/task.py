@@ -1,0 +1,231 @@
+"""Text classification: a CNN over word vectors, tokenized in the graph with tensorflow-text."""
+
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipelines import tokenizer as tokenizing
+from pipelines import word_vectors
+from pipelines.classification_task import ClassificationTask
+from pipelines.config import TrainConfig, option
+from pipelines.errors import UserError
+from pipelines.evaluation import HighlightedText
+from pipelines.tasks import register_task
+from tasks.text_classification import explain, readers
+
+VOCABULARY_FILE = "vocabulary.txt"
+
+
+@dataclass
+class TextClassificationConfig(TrainConfig):
+    data: str = option("builtin:sms_spam", help="a text,label CSV/TSV, a folder with train.csv + "
+                       "test.csv, class folders of .txt files, or builtin:sms_spam")
+    backbone: str = option("text_cnn", help="registered text backbone")
+    epochs: int = option(10, minimum=1, help="training epochs")
+    batch_size: int = option(50, minimum=1, help="examples per step (Kim 2014: 50)")
+    tokenizer: str = option("word", choices=tokenizing.TOKENIZERS,
+                            help="word tokens, or WordPiece sub-words learnt from the training split")
+    vocabulary_size: int = option(20000, minimum=3, help="largest vocabulary, reserved tokens included")
+    min_count: int = option(1, minimum=1, help="fewest occurrences in the training split to keep a word")
+    max_length: typing.Optional[int] = option(None, minimum=1,
+                                              help="tokens per text (default: 99th percentile "
+                                                   "of the training split)")
+    word_vectors: typing.Optional[str] = option(None, help="local GloVe/word2vec text file")
+    freeze_word_vectors: bool = option(False, help="keep loaded word vectors static (CNN-static)")
+    head_hidden: int = option(0, minimum=0, help="units of a hidden fully connected layer; 0 = none")
+    head_dropout: float = option(0.0, minimum=0, maximum=0.9,
+                                 help="dropout before the classifier (the backbone has its own)")
+    text_column: str = option("text", help="CSV column holding the text")
+    label_column: str = option("label", help="CSV column holding the class label")
+    delimiter: typing.Optional[str] = option(None, help="CSV delimiter (default: sniffed; .tsv: tab)")
+    encoding: str = option("utf-8", help="text encoding of the data files")
+    explain_examples: int = option(8, minimum=0, help="test messages highlighted in the report")
+
+
+@register_task("text-classification")
+class TextClassification(ClassificationTask):
+    modality = "text"
+    Config = TextClassificationConfig
+    summary = "texts to classes: a CNN over word vectors (Kim 2014)"
+    builtin_data = tuple(readers.BUILTIN)
+    tflite_unsupported = "the model tokenizes raw strings with tensorflow-text ops, which TFLite lacks"
+
+    def load(self, spec, config):
+        return readers.load(spec, text_column=config.text_column, label_column=config.label_column,
+                            delimiter=config.delimiter, encoding=config.encoding)
+
+    # -- preprocessing -----------------------------------------------------------------------
+    def fit_preprocessing(self, train, config, min_size):
+        if config.backbone_from:
+            source = Path(config.backbone_from) / "assets"
+            vocabulary = tokenizing.read_vocabulary(source / VOCABULARY_FILE)
+            kind = self.load_assets(source).get("tokenizer", "word")
+        else:
+            kind = config.tokenizer
+            vocabulary = tokenizing.build_vocabulary(train.x, tokenizer=kind,
+                                                     max_size=config.vocabulary_size,
+                                                     min_count=config.min_count)
+        length = config.max_length
+        if not length:
+            probe = tokenizing.TextTokenizer(vocabulary, 1, tokenizer=kind)
+            length = tokenizing.fixed_length(tokenizing.token_strings(probe, train.x, clip=False))
+        info = {"class_names": list(train.info["class_names"]), "tokenizer": kind,
+                "max_length": int(length), "vocabulary": vocabulary, "notes": []}
+        if config.word_vectors:
+            info["word_vectors"] = {"path": str(config.word_vectors),
+                                    "dim": word_vectors.peek_dim(config.word_vectors)}
+        return info
+
+    def describe_preprocessing(self, info):
+        described = {k: v for k, v in info.items() if k != "vocabulary"}
+        return {**described, "vocabulary_size": len(info["vocabulary"]),
+                "vocabulary_file": f"assets/{VOCABULARY_FILE}"}
+
+    def input_shape(self, info):
+        return (info["max_length"],)
+
+    def backbone_arguments(self, info, config):
+        arguments = {"vocab_size": len(info["vocabulary"])}
+        if "word_vectors" in info:
+            arguments["embedding_dim"] = info["word_vectors"]["dim"]
+        return arguments
+
+    def encode(self, dataset, info):
+        return np.asarray(dataset.x, dtype=object), np.asarray(dataset.y, dtype=np.int32)
+
+    # -- model -------------------------------------------------------------------------------
+    def build(self, backbone, info, config):
+        import keras
+
+        from pipelines.backbones.text_cnn import EMBEDDING_LAYER_NAME
+        from pipelines.heads import classifier_head, softmax
+
+        if "word_vectors" in info:
+            vectors = word_vectors.load(info["word_vectors"]["path"], info["vocabulary"],
+                                        seed=config.seed)
+            embedding = backbone.get_layer(EMBEDDING_LAYER_NAME)
+            embedding.set_weights([vectors.matrix])
+            embedding.trainable = not config.freeze_word_vectors
+            info["word_vectors"].update(found=vectors.found, missing=vectors.missing,
+                                        static=bool(config.freeze_word_vectors))
+            info["notes"].append(f"Word vectors {vectors.summary()}; "
+                                 f"{'static' if config.freeze_word_vectors else 'fine-tuned'}.")
+        texts = keras.Input(shape=(), dtype="string", name="text")
+        ids = tokenizing.TextTokenizer(info["vocabulary"], info["max_length"],
+                                       tokenizer=info["tokenizer"], name=explain.TOKENIZER_LAYER_NAME)(texts)
+        sentence = backbone(ids)["sentence"]
+        head = classifier_head(sentence.shape[1:], len(info["class_names"]), hidden=config.head_hidden,
+                               dropout=config.head_dropout)
+        return keras.Model(texts, softmax(head(sentence)), name="text_classifier")
+
+    # -- evaluation --------------------------------------------------------------------------
+    def predict_dataset(self, model, dataset, info, config):
+        return model.predict(np.asarray(dataset.x, dtype=object), batch_size=256, verbose=0)
+
+    def baseline(self, train, test, info, config):
+        """TF-IDF of word 1-2-grams and character 2-5-grams, logistic regression; same split."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline, make_union
+
+        features = make_union(
+            TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True, min_df=1),
+            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2))
+        estimator = make_pipeline(features, LogisticRegression(C=20, max_iter=3000))
+        return self.probability_baseline("tfidf_word_char_logistic_regression", estimator,
+                                         list(train.x), np.asarray(train.y), list(test.x),
+                                         np.asarray(test.y), info)
+
+    def tables(self, dataset, outputs, info):
+        import pandas as pd
+
+        result = super().tables(dataset, outputs, info)
+        names = info["class_names"]
+        y, predicted = np.asarray(dataset.y), outputs.argmax(axis=1)
+        wrong = np.flatnonzero(predicted != y)
+        wrong = wrong[np.argsort(-outputs[wrong, predicted[wrong]])][:25]
+        result[f"Misclassified test texts ({int((predicted != y).sum())} in all, most confident first)"] = \
+            pd.DataFrame({"text": [_clip(dataset.x[i]) for i in wrong],
+                          "truth": [names[y[i]] for i in wrong],
+                          "predicted": [names[predicted[i]] for i in wrong],
+                          "probability": [round(float(outputs[i, predicted[i]]), 4) for i in wrong]},
+                         columns=["text", "truth", "predicted", "probability"])
+        return result
+
+    def figures(self, model, dataset, outputs, info, config, baseline=None):
+        return self.classification_figures(dataset.y, outputs, info, baseline)
+
+    def explanations(self, model, dataset, outputs, info, config):
+        names = info["class_names"]
+        found = explain.explain(model, dataset.x, config.backbone, config.backbone_options)
+        table = explain.top_ngrams_per_class(found, names, truth=np.asarray(dataset.y))
+        chosen = _examples(np.asarray(dataset.y), outputs, config.explain_examples)
+        items = []
+        for i in chosen:
+            grams = ", ".join(f"'{g}'" for g, _ in found.ngrams[i][:3])
+            verdict = "right" if found.predicted[i] == dataset.y[i] else f"wrong, truth {names[dataset.y[i]]}"
+            items.append(HighlightedText(found.tokens[i], found.token_weights[i],
+                                         f"predicted {names[found.predicted[i]]} "
+                                         f"({outputs[i].max():.3f}, {verdict}); strongest n-grams: {grams}"))
+        return ({"Top n-grams per class (windows that won the max-over-time pooling, correctly "
+                 "classified test texts)": table},
+                {"Words that drove the decisions (green: toward the predicted class)": items})
+
+    def report_notes(self, dataset, info):
+        notes = super().report_notes(dataset, info)
+        notes.append(f"Tokenizer: {info['tokenizer']}, vocabulary of {len(info['vocabulary']):,} "
+                     f"tokens from the training split, {info['max_length']} tokens per text.")
+        return notes
+
+    # -- prediction --------------------------------------------------------------------------
+    def predict_inputs(self, model, inputs, info, options, out=None):
+        texts = [_read_text(p) for p in inputs] if _truthy(options.get("from_files")) else list(inputs)
+        proba = model.predict(np.asarray(texts, dtype=object), verbose=0)
+        return [{"input": text, **record}
+                for text, record in zip(inputs, self.top_classes(proba, info, options))]
+
+    def format_prediction(self, record):
+        return f"{_clip(record['input'], 60)}: {record['class']}  ({self.format_top(record)})"
+
+    # -- assets ------------------------------------------------------------------------------
+    def save_assets(self, info, assets_dir, write_json):
+        from pipelines import runs
+
+        tokenizing.write_vocabulary(info["vocabulary"], Path(assets_dir) / VOCABULARY_FILE,
+                                    runs.write_text)
+        write_json(Path(assets_dir) / "info.json", self.describe_preprocessing(info))
+
+    def load_assets(self, assets_dir):
+        info = super().load_assets(assets_dir)
+        info["vocabulary"] = tokenizing.read_vocabulary(Path(assets_dir) / VOCABULARY_FILE)
+        return info
+
+
+def _clip(text, width=200):
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _truthy(value):
+    return str(value).lower() in ("1", "true", "yes")
+
+
+def _read_text(path):
+    if not Path(path).is_file():
+        raise UserError(f"{path}: no such text file (from_files=true reads each input as a file)")
+    return readers.decode(path)
+
+
+def _examples(y, outputs, count):
+    """A few right and wrong test texts per class, most confident first."""
+    predicted = outputs.argmax(axis=1)
+    confidence = outputs.max(axis=1)
+    chosen = []
+    wrong = np.flatnonzero(predicted != y)
+    chosen += wrong[np.argsort(-confidence[wrong])][:max(1, count // 4)].tolist()
+    for c in np.unique(y):
+        right = np.flatnonzero((predicted == y) & (y == c))
+        chosen += right[np.argsort(-confidence[right])][:max(1, (count - len(chosen)) // 2)].tolist()
+    return chosen[:count]

@@ -1,0 +1,148 @@
+"""Text classification through the real CLI: CSV and class-folder runs predict from raw strings."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import run_cli, shared_dataset
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--epochs", 4, "--batch-size", 16, "--set", "backbone_options.embedding_dim=16",
+        "--set", "backbone_options.filters=8", "--learning-rate", 0.01, "--quiet"]
+SPAM = ["free prize waiting call now", "win cash now txt win", "urgent claim your free prize",
+        "you won a cash prize call", "free entry win tickets now", "claim free cash today"]
+HAM = ["see you at lunch later", "ok i will call you tonight", "are we still on for dinner",
+       "thanks for the lift home", "running late sorry see you soon", "can you pick up milk"]
+
+
+def _messages(seed=0, n=60):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        label = "spam" if i % 2 else "ham"
+        words = (SPAM if label == "spam" else HAM)[rng.integers(6)].split()
+        rng.shuffle(words)
+        rows.append((" ".join(words) + f" {rng.integers(100)}", label))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def csv_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("text")
+    lines = ["text,label"] + [f"{t},{l}" for t, l in _messages()] + [",ham"]
+    (root / "sms.csv").write_text("\n".join(lines) + "\n")
+    assert run_cli("train", "text-classification", "--data", root / "sms.csv", "--output",
+                   root / "runs", *TINY) == 0
+    (run_dir,) = (root / "runs" / "text-classification").iterdir()
+    return run_dir
+
+
+def _predict_in_fresh_process(run_dir, *texts):
+    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "predict", str(run_dir), *texts,
+                             "--json"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return [json.loads(line) for line in result.stdout.strip().splitlines()]
+
+
+def test_csv_run_learns_and_writes_the_contract(csv_run):
+    for name in ("config.json", "model.keras", "backbone.weights.h5", "backbone.json",
+                 "history.csv", "metrics.json", "report.html", "report.md"):
+        assert (csv_run / name).exists(), name
+    metrics = json.loads((csv_run / "metrics.json").read_text())
+    assert set(metrics["metrics"]) == {"accuracy", "macro_f1", "roc_auc"}
+    assert metrics["metrics"]["accuracy"] >= 0.9
+    assert metrics["baseline"]["name"] == "tfidf_word_char_logistic_regression"
+    vocabulary = (csv_run / "assets" / "vocabulary.txt").read_text().split("\n")
+    assert vocabulary[:2] == ["[PAD]", "[UNK]"] and "prize" in vocabulary
+    config = json.loads((csv_run / "config.json").read_text())
+    assert "vocabulary" not in config["preprocessing"]
+    assert config["preprocessing"]["vocabulary_size"] == len(vocabulary) - 1
+    backbone = json.loads((csv_run / "backbone.json").read_text())
+    assert backbone["modality"] == "text" and backbone["options"]["vocab_size"] == len(vocabulary) - 1
+
+
+def test_report_explains_with_ngrams_and_highlights(csv_run):
+    report = (csv_run / "report.md").read_text()
+    assert "1 row(s) with empty text were dropped." in report
+    assert "Top n-grams per class" in report and "Misclassified test texts" in report
+    html = (csv_run / "report.html").read_text()
+    assert "class='highlight'" in html and "background:rgba(" in html
+    assert html.count("data:image/png;base64,") >= 4  # confusion x2, ROC, PR (+ curves)
+    assert "<script" not in html
+
+
+def test_csv_run_predicts_raw_strings_in_a_fresh_process(csv_run):
+    records = _predict_in_fresh_process(csv_run, "claim your free cash prize now",
+                                        "see you at dinner tonight")
+    assert [r["class"] for r in records] == ["spam", "ham"]
+    assert records[0]["input"] == "claim your free cash prize now"
+    assert abs(sum(t["probability"] for t in records[0]["top"]) - 1) < 1e-4
+
+
+def test_class_folder_run_predicts_raw_strings(tmp_path):
+    for i, (text, label) in enumerate(_messages(seed=1)):
+        folder = tmp_path / "data" / label
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{i}.txt").write_text(text)
+    assert run_cli("train", "text-classification", "--data", tmp_path / "data", "--output",
+                   tmp_path / "runs", "--backbone", "dilated_cnn", *TINY) == 0
+    (run_dir,) = (tmp_path / "runs" / "text-classification").iterdir()
+    records = _predict_in_fresh_process(run_dir, "urgent free prize call now", "ok see you at lunch")
+    assert [r["class"] for r in records] == ["spam", "ham"]
+
+
+def test_word_vectors_are_loaded_and_counted(tmp_path):
+    rng = np.random.default_rng(0)
+    words = sorted({w for t, _ in _messages() for w in t.split() if not w.isdigit()})
+    known = words[: len(words) // 2]
+    (tmp_path / "vectors.txt").write_text(
+        "".join(f"{w} {' '.join(f'{v:.3f}' for v in rng.normal(size=6))}\n" for w in known))
+    lines = ["text,label"] + [f"{t},{l}" for t, l in _messages()]
+    (tmp_path / "sms.csv").write_text("\n".join(lines) + "\n")
+    assert run_cli("train", "text-classification", "--data", tmp_path / "sms.csv", "--output",
+                   tmp_path / "runs", *TINY, "--set", f"word_vectors={tmp_path / 'vectors.txt'}",
+                   "--set", "freeze_word_vectors=true") == 0
+    (run_dir,) = (tmp_path / "runs" / "text-classification").iterdir()
+    config = json.loads((run_dir / "config.json").read_text())
+    vectors = config["preprocessing"]["word_vectors"]
+    assert vectors["dim"] == 6 and vectors["found"] == len(known) and vectors["missing"] > 0
+    assert vectors["static"] is True
+    assert f"6-d vectors for {len(known)} of" in (run_dir / "report.md").read_text()
+    import keras
+
+    model = keras.models.load_model(run_dir / "model.keras", safe_mode=True)
+    table = model.get_layer("backbone").get_layer("embedding").get_weights()[0]
+    vocabulary = (run_dir / "assets" / "vocabulary.txt").read_text().split("\n")
+    first = known[0]
+    expected = [float(v) for v in (tmp_path / "vectors.txt").read_text().splitlines()[0].split()[1:]]
+    np.testing.assert_allclose(table[vocabulary.index(first)], expected, atol=1e-3)
+
+
+def test_sms_spam_builtin_ships_with_the_package():
+    from tasks.text_classification import readers
+
+    data = readers.load("builtin:sms_spam")
+    assert len(data) == 5574 and data.info["class_names"] == ["ham", "spam"]
+    assert (readers.DATA_ROOT / "sms_spam" / "SOURCE.txt").read_text().count("CC BY 4.0")
+
+
+def test_trec_split_is_honoured():
+    from tasks.text_classification import readers
+
+    data = readers.load(str(shared_dataset("trec_questions")))
+    assert len(data.given_splits["test"]) == 500 and len(data.info["class_names"]) == 6
+
+
+def test_export_saved_model_serves_raw_strings_and_tflite_is_refused(csv_run, tmp_path, capsys):
+    import tensorflow as tf
+
+    assert run_cli("export", csv_run, "--format", "saved_model", "--out", tmp_path / "sm") == 0
+    served = tf.saved_model.load(str(tmp_path / "sm"))
+    proba = served.serve(tf.constant(["claim your free cash prize now"])).numpy()
+    assert proba.shape == (1, 2) and abs(proba.sum() - 1) < 1e-4
+    assert run_cli("export", csv_run, "--format", "tflite", "--out", tmp_path / "tfl") == 2
+    assert "tensorflow-text" in capsys.readouterr().err

@@ -1,0 +1,86 @@
+"""The in-graph tokenizer: normalisation, vocabularies, and the saved-and-reloaded round trip."""
+
+import keras
+import numpy as np
+import pytest
+
+from pipelines import runs
+from pipelines import tokenizer as tok
+from pipelines.errors import UserError
+
+TEXTS = ["Free ENTRY to win a Prize!!", "what's the Café?", "Call 09099726395 now, £150/wk",
+         "free prize call now", "win win win"]
+
+
+def test_words_are_normalised_lowercased_and_split_on_punctuation():
+    (words,) = tok.word_lists(["Ｆｒｅｅ CAFÉ what's 2nite!"])
+    assert words == ["free", "café", "what", "'", "s", "2", "nite", "!"]
+
+
+def test_long_digit_runs_are_masked():
+    (words,) = tok.word_lists(["Call 09099726395 or 87121, £150 at 1st"])
+    assert words == ["call", "0000000", "or", "000", ",", "£", "000", "at", "1", "st"]
+    (raw,) = tok.word_lists(["Call 87121"], mask_numbers=False)
+    assert raw == ["call", "87121"]
+
+
+def test_vocabulary_is_from_counts_with_reserved_tokens_first():
+    vocabulary = tok.build_vocabulary(TEXTS, max_size=6, min_count=1)
+    assert vocabulary[:2] == ["[PAD]", "[UNK]"]
+    # win x4, then the tokens seen twice in alphabetical order
+    assert vocabulary[2:] == ["win", "!", "call", "free"]
+    rare = tok.build_vocabulary(TEXTS, min_count=2)
+    assert "café" not in rare and "free" in rare and "prize" in rare
+
+
+def test_ids_pad_truncate_and_mark_unknown_words():
+    vocabulary = tok.build_vocabulary(TEXTS)
+    layer = tok.TextTokenizer(vocabulary, 4)
+    ids = keras.ops.convert_to_numpy(layer(np.array(["free prize", "zebra free win win win"], dtype=object)))
+    index = {t: i for i, t in enumerate(vocabulary)}
+    assert ids.tolist() == [[index["free"], index["prize"], 0, 0],
+                            [1, index["free"], index["win"], index["win"]]]
+
+
+def test_vocabulary_file_round_trip_gives_the_same_ids(tmp_path):
+    vocabulary = tok.build_vocabulary(TEXTS)
+    tok.write_vocabulary(vocabulary, tmp_path / "assets" / "vocabulary.txt", runs.write_text)
+    reloaded = tok.read_vocabulary(tmp_path / "assets" / "vocabulary.txt")
+    assert reloaded == vocabulary
+    texts = np.array(TEXTS + ["never seen words"], dtype=object)
+    first = keras.ops.convert_to_numpy(tok.TextTokenizer(vocabulary, 12)(texts))
+    again = keras.ops.convert_to_numpy(tok.TextTokenizer(reloaded, 12)(texts))
+    np.testing.assert_array_equal(first, again)
+
+
+def test_saved_model_takes_raw_strings_after_reload(tmp_path):
+    vocabulary = tok.build_vocabulary(TEXTS)
+    inputs = keras.Input(shape=(), dtype="string")
+    layer = tok.TextTokenizer(vocabulary, 8, name="tokenizer")
+    model = keras.Model(inputs, layer(inputs))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
+    texts = np.array(TEXTS, dtype=object)
+    np.testing.assert_array_equal(loaded.predict(texts, verbose=0), model.predict(texts, verbose=0))
+    assert loaded.get_layer("tokenizer").vocabulary == vocabulary
+
+
+def test_wordpiece_vocabulary_splits_unseen_words_into_known_pieces():
+    texts = ["playing played player plays", "running runner runs", "play run"] * 20
+    vocabulary = tok.build_vocabulary(texts, tokenizer="wordpiece", max_size=60)
+    layer = tok.TextTokenizer(vocabulary, 6, tokenizer="wordpiece")
+    (pieces,) = tok.token_strings(layer, ["replaying"])
+    assert len(pieces) > 1 and all(p in vocabulary for p in pieces)
+    ids = keras.ops.convert_to_numpy(layer(np.array(["playing runs"], dtype=object)))
+    assert (ids[0] > 1).sum() >= 2
+
+
+def test_fixed_length_covers_the_quantile_rounded_up():
+    assert tok.fixed_length([[0] * n for n in range(1, 101)], quantile=0.99) == 104
+    assert tok.fixed_length([[0]]) == 8
+
+
+def test_a_bad_vocabulary_file_is_a_user_error(tmp_path):
+    (tmp_path / "v.txt").write_text("hello\nworld\n")
+    with pytest.raises(UserError, match="must start with"):
+        tok.read_vocabulary(tmp_path / "v.txt")
