@@ -11,8 +11,12 @@ HEAD_LAYER_NAME = "head"
 PROBABILITIES_LAYER_NAME = "probabilities"
 
 
-def classifier_head(features_shape, n_classes, *, pool=None, hidden=0, dropout=0.0):
-    """features -> [global pooling] -> [fully connected + ReLU] -> [dropout] -> logits."""
+def classifier_head(features_shape, n_classes, *, pool=None, hidden=0, dropout=0.0, max_norm=0.0):
+    """features -> [global pooling] -> [fully connected + ReLU] -> [dropout] -> logits.
+
+    ``max_norm`` > 0 rescales each class's weight vector to at most that l2 norm after every
+    update (Kim 2014 uses 3 with dropout 0.5).
+    """
     inputs = keras.Input(tuple(features_shape), name="features")
     x = inputs
     if pool:
@@ -24,7 +28,8 @@ def classifier_head(features_shape, n_classes, *, pool=None, hidden=0, dropout=0
         x = layers.Dense(hidden, activation="relu", name="fc")(x)
     if dropout:
         x = layers.Dropout(dropout, name="dropout")(x)
-    logits = layers.Dense(n_classes, name="logits")(x)
+    constraint = keras.constraints.MaxNorm(max_norm, axis=0) if max_norm else None
+    logits = layers.Dense(n_classes, kernel_constraint=constraint, name="logits")(x)
     return keras.Model(inputs, logits, name=HEAD_LAYER_NAME)
 
 

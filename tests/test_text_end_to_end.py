@@ -146,3 +146,22 @@ def test_export_saved_model_serves_raw_strings_and_tflite_is_refused(csv_run, tm
     assert proba.shape == (1, 2) and abs(proba.sum() - 1) < 1e-4
     assert run_cli("export", csv_run, "--format", "tflite", "--out", tmp_path / "tfl") == 2
     assert "tensorflow-text" in capsys.readouterr().err
+
+
+def test_evaluate_a_text_run_again(csv_run, capsys):
+    assert run_cli("evaluate", csv_run, "--json") == 0
+    document = json.loads(capsys.readouterr().out)
+    saved = json.loads((csv_run / "metrics.json").read_text())
+    assert document["n_samples"] == saved["n_samples"]
+    assert document["metrics"]["accuracy"] == pytest.approx(saved["metrics"]["accuracy"], abs=1e-6)
+
+
+def test_backbone_from_a_text_run_reuses_its_vocabulary(csv_run, tmp_path):
+    lines = ["text,label"] + [f"{t},{l}" for t, l in _messages(seed=2, n=40)]
+    (tmp_path / "more.csv").write_text("\n".join(lines) + "\n")
+    assert run_cli("train", "text-classification", "--data", tmp_path / "more.csv", "--output",
+                   tmp_path / "runs", "--backbone-from", csv_run, "--epochs", 1, "--quiet") == 0
+    (child,) = (tmp_path / "runs" / "text-classification").iterdir()
+    assert (child / "assets" / "vocabulary.txt").read_text() == \
+        (csv_run / "assets" / "vocabulary.txt").read_text()
+    assert json.loads((child / "config.json").read_text())["lineage"]["run_dir"] == str(csv_run)

@@ -37,6 +37,8 @@ class TextClassificationConfig(TrainConfig):
     head_hidden: int = option(0, minimum=0, help="units of a hidden fully connected layer; 0 = none")
     head_dropout: float = option(0.0, minimum=0, maximum=0.9,
                                  help="dropout before the classifier (the backbone has its own)")
+    head_max_norm: float = option(0.0, minimum=0, help="l2 max-norm of each class's weights "
+                                  "(Kim 2014: 3); 0 = none")
     text_column: str = option("text", help="CSV column holding the text")
     label_column: str = option("label", help="CSV column holding the class label")
     delimiter: typing.Optional[str] = option(None, help="CSV delimiter (default: sniffed; .tsv: tab)")
@@ -117,7 +119,7 @@ class TextClassification(ClassificationTask):
                                        tokenizer=info["tokenizer"], name=explain.TOKENIZER_LAYER_NAME)(texts)
         sentence = backbone(ids)["sentence"]
         head = classifier_head(sentence.shape[1:], len(info["class_names"]), hidden=config.head_hidden,
-                               dropout=config.head_dropout)
+                               dropout=config.head_dropout, max_norm=config.head_max_norm)
         return keras.Model(texts, softmax(head(sentence)), name="text_classifier")
 
     # -- evaluation --------------------------------------------------------------------------
