@@ -17,7 +17,7 @@ from keras import layers  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
-EPOCHS, BATCH, LR, SEED = 40, 32, 1e-3, 0
+EPOCHS, BATCH, LR, SEED = 40, 32, 5e-4, 0  # the task defaults
 
 
 def model(batch_norm):
