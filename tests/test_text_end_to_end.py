@@ -11,7 +11,7 @@ from conftest import run_cli, shared_dataset
 
 pytestmark = pytest.mark.slow
 
-TINY = ["--epochs", 4, "--batch-size", 16, "--set", "backbone_options.embedding_dim=16",
+TINY = ["--epochs", 12, "--batch-size", 16, "--set", "backbone_options.embedding_dim=16",
         "--set", "backbone_options.filters=8", "--learning-rate", 0.01, "--quiet"]
 SPAM = ["free prize waiting call now", "win cash now txt win", "urgent claim your free prize",
         "you won a cash prize call", "free entry win tickets now", "claim free cash today"]

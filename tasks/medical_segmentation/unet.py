@@ -1,0 +1,84 @@
+"""U-Net decoder over a backbone's ``pyramid_outputs``, and the Dice + cross-entropy loss.
+
+The encoder is any image backbone of the registry: the decoder starts at the deepest level,
+and at each shallower level upsamples by 2 (bilinear), concatenates that level's features (the
+skip connection) and applies two conv 3x3 + batch norm + ReLU. A last stage upsamples from
+stride 2 (``P1``) to full resolution, so the softmax map has the input's size.
+"""
+
+import keras
+from keras import layers
+
+from pipelines.backbones import pyramid_outputs
+
+
+def conv_block(x, width, name):
+    for i in (1, 2):
+        x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn{i}")(x)
+        x = layers.ReLU(name=f"{name}_relu{i}")(x)
+    return x
+
+
+def _fit_to(x, reference, name):
+    """Upsample ``x`` by 2 and crop to ``reference``'s size (odd sizes round up in the encoder)."""
+    x = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_up")(x)
+    height, width = reference.shape[1], reference.shape[2]
+    if x.shape[1] != height or x.shape[2] != width:
+        x = layers.Cropping2D(((0, x.shape[1] - height), (0, x.shape[2] - width)), name=f"{name}_crop")(x)
+    return x
+
+
+def build_unet(backbone, n_classes, *, decoder_width=32):
+    """image -> backbone pyramid -> U-Net decoder -> per-pixel class probabilities."""
+    inputs = keras.Input(backbone.input_shape[1:], name="image")
+    pyramid = backbone(inputs)
+    levels = sorted(pyramid_outputs(backbone), key=lambda level: int(level[1:]))
+    x = pyramid[levels[-1]]
+    for level in reversed(levels[:-1]):
+        k = int(level[1:])
+        skip = pyramid[level]
+        x = _fit_to(x, skip, f"decoder_p{k}")
+        x = layers.Concatenate(name=f"decoder_p{k}_skip")([x, skip])
+        x = conv_block(x, decoder_width * 2 ** (k - 1), f"decoder_p{k}")
+    if int(levels[0][1:]) != 0:
+        x = _fit_to(x, inputs, "decoder_full")
+        x = conv_block(x, decoder_width, "decoder_full")
+    logits = layers.Conv2D(n_classes, 1, name="logits")(x)
+    probabilities = layers.Activation("softmax", name="probabilities", dtype="float32")(logits)
+    return keras.Model(inputs, probabilities, name="unet")
+
+
+@keras.saving.register_keras_serializable(package="cnn_tasks")
+class DiceCrossEntropy(keras.losses.Loss):
+    """``ce_weight`` x cross-entropy + ``dice_weight`` x (1 - soft Dice over foreground classes).
+
+    Labels are integer maps (batch, h, w); predictions softmax maps (batch, h, w, classes).
+    ``class_weights`` (one per class) weight the cross-entropy for tiny structures.
+    """
+
+    def __init__(self, n_classes, dice_weight=1.0, ce_weight=1.0, class_weights=None,
+                 smooth=1.0, name="dice_cross_entropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.n_classes = int(n_classes)
+        self.dice_weight, self.ce_weight, self.smooth = float(dice_weight), float(ce_weight), float(smooth)
+        self.class_weights = list(class_weights) if class_weights else None
+
+    def call(self, y_true, y_pred):
+        ops = keras.ops
+        labels = ops.cast(ops.reshape(y_true, ops.shape(y_pred)[:-1]), "int32")
+        onehot = ops.one_hot(labels, self.n_classes)
+        y_pred = ops.clip(y_pred, 1e-7, 1.0)
+        ce = -ops.sum(onehot * ops.log(y_pred), axis=-1)
+        if self.class_weights:
+            ce = ce * ops.take(ops.convert_to_tensor(self.class_weights, "float32"), labels)
+        ce = ops.mean(ce, axis=(1, 2))
+        axes = (1, 2)
+        intersection = ops.sum(onehot * y_pred, axis=axes)[:, 1:]
+        total = ops.sum(onehot, axis=axes)[:, 1:] + ops.sum(y_pred, axis=axes)[:, 1:]
+        dice = (2.0 * intersection + self.smooth) / (total + self.smooth)
+        return self.ce_weight * ce + self.dice_weight * (1.0 - ops.mean(dice, axis=-1))
+
+    def get_config(self):
+        return {**super().get_config(), "n_classes": self.n_classes, "dice_weight": self.dice_weight,
+                "ce_weight": self.ce_weight, "class_weights": self.class_weights, "smooth": self.smooth}
