@@ -23,8 +23,8 @@ RESERVED = (PAD, UNK)
 TOKENIZERS = ("word", "wordpiece")
 
 
-def normalize(texts, mask_numbers=True):
-    """NFKC + case folding, as a tf string tensor.
+def normalize(texts, mask_numbers=True, lowercase=True):
+    """NFKC (+ case folding when ``lowercase``), as a tf string tensor.
 
     ``mask_numbers``: runs of 7+ digits become ``0000000`` and runs of 3-6 digits ``000``, so
     phone numbers, short codes and prices never seen in training still share a token.
@@ -32,7 +32,9 @@ def normalize(texts, mask_numbers=True):
     import tensorflow as tf
     import tensorflow_text as tf_text
 
-    texts = tf_text.case_fold_utf8(tf_text.normalize_utf8(tf.convert_to_tensor(texts), "NFKC"))
+    texts = tf_text.normalize_utf8(tf.convert_to_tensor(texts), "NFKC")
+    if lowercase:
+        texts = tf_text.case_fold_utf8(texts)
     if mask_numbers:
         texts = tf.strings.regex_replace(texts, r"[0-9]{7,}", " 0000000 ")
         texts = tf.strings.regex_replace(texts, r"(^|[^0-9])[0-9]{3,6}([^0-9]|$)", r"\1 000 \2")
@@ -46,24 +48,25 @@ SPLIT_PATTERN = r"\s+|[^\s\p{L}\p{M}\p{N}]|\p{N}+"
 KEEP_PATTERN = r"[^\s\p{L}\p{M}\p{N}]|\p{N}+"
 
 
-def split_words(texts, mask_numbers=True):
+def split_words(texts, mask_numbers=True, lowercase=True):
     """Normalised texts -> ragged (batch, words) of byte strings."""
     import tensorflow_text as tf_text
 
-    return tf_text.regex_split(normalize(texts, mask_numbers), SPLIT_PATTERN, KEEP_PATTERN)
+    return tf_text.regex_split(normalize(texts, mask_numbers, lowercase), SPLIT_PATTERN, KEEP_PATTERN)
 
 
-def word_lists(texts, mask_numbers=True, batch_size=4096):
+def word_lists(texts, mask_numbers=True, lowercase=True, batch_size=4096):
     """Python lists of word strings per text (eager; for vocabularies, baselines and reports)."""
     result = []
     for start in range(0, len(texts), batch_size):
         chunk = [str(t) for t in texts[start:start + batch_size]]
-        rows = split_words(chunk, mask_numbers).to_list()
+        rows = split_words(chunk, mask_numbers, lowercase).to_list()
         result += [[w.decode("utf-8", "replace") for w in row] for row in rows]
     return result
 
 
-def build_vocabulary(texts, *, tokenizer="word", max_size=20000, min_count=1, mask_numbers=True):
+def build_vocabulary(texts, *, tokenizer="word", max_size=20000, min_count=1, mask_numbers=True,
+                     lowercase=True):
     """The vocabulary learnt from ``texts`` (the training split): reserved tokens first.
 
     Words: the ``max_size`` most frequent with at least ``min_count`` occurrences (ties broken
@@ -72,7 +75,7 @@ def build_vocabulary(texts, *, tokenizer="word", max_size=20000, min_count=1, ma
     """
     if tokenizer not in TOKENIZERS:
         raise UserError(f"--set tokenizer={tokenizer}: choose one of {', '.join(TOKENIZERS)}")
-    words = word_lists(texts, mask_numbers)
+    words = word_lists(texts, mask_numbers, lowercase)
     counts = collections.Counter(w for row in words for w in row)
     if tokenizer == "word":
         kept = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
@@ -110,7 +113,8 @@ def read_vocabulary(path):
 class TextTokenizer(keras.layers.Layer):
     """Raw strings (batch,) -> int32 token ids (batch, length), 0-padded."""
 
-    def __init__(self, vocabulary, length, tokenizer="word", mask_numbers=True, **kwargs):
+    def __init__(self, vocabulary, length, tokenizer="word", mask_numbers=True, lowercase=True,
+                 **kwargs):
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
         if tokenizer not in TOKENIZERS:
@@ -119,6 +123,7 @@ class TextTokenizer(keras.layers.Layer):
         self.length = int(length)
         self.tokenizer = tokenizer
         self.mask_numbers = bool(mask_numbers)
+        self.lowercase = bool(lowercase)
         self._table = None
         self._lookup()
 
@@ -142,7 +147,7 @@ class TextTokenizer(keras.layers.Layer):
         import tensorflow as tf
         import tensorflow_text as tf_text
 
-        words = split_words(tf.reshape(texts, [-1]), self.mask_numbers)
+        words = split_words(tf.reshape(texts, [-1]), self.mask_numbers, self.lowercase)
         if self.tokenizer == "word":
             return words
         pieces = tf_text.WordpieceTokenizer(self._lookup(), token_out_type=tf.string,
@@ -163,7 +168,8 @@ class TextTokenizer(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "vocabulary": self.vocabulary, "length": self.length,
-                "tokenizer": self.tokenizer, "mask_numbers": self.mask_numbers}
+                "tokenizer": self.tokenizer, "mask_numbers": self.mask_numbers,
+                "lowercase": self.lowercase}
 
 
 def token_strings(tokenizer_layer, texts, *, clip=True, batch_size=4096):

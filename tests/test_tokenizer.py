@@ -84,3 +84,13 @@ def test_a_bad_vocabulary_file_is_a_user_error(tmp_path):
     (tmp_path / "v.txt").write_text("hello\nworld\n")
     with pytest.raises(UserError, match="must start with"):
         tok.read_vocabulary(tmp_path / "v.txt")
+
+
+def test_case_can_be_kept():
+    (words,) = tok.word_lists(["Who is Tom ?"], lowercase=False)
+    assert words == ["Who", "is", "Tom", "?"]
+    vocabulary = tok.build_vocabulary(["Who is Tom ?", "who"], lowercase=False)
+    layer = tok.TextTokenizer(vocabulary, 4, lowercase=False)
+    ids = keras.ops.convert_to_numpy(layer(np.array(["Who who"], dtype=object)))[0]
+    assert ids[0] != ids[1] and ids[0] > 1 and ids[1] > 1
+    assert tok.TextTokenizer.from_config(layer.get_config()).lowercase is False

@@ -27,6 +27,7 @@ class TextClassificationConfig(TrainConfig):
     batch_size: int = option(50, minimum=1, help="examples per step (Kim 2014: 50)")
     tokenizer: str = option("word", choices=tokenizing.TOKENIZERS,
                             help="word tokens, or WordPiece sub-words learnt from the training split")
+    lowercase: bool = option(True, help="case-fold texts before tokenizing")
     vocabulary_size: int = option(20000, minimum=3, help="largest vocabulary, reserved tokens included")
     min_count: int = option(1, minimum=1, help="fewest occurrences in the training split to keep a word")
     max_length: typing.Optional[int] = option(None, minimum=1,
@@ -63,17 +64,21 @@ class TextClassification(ClassificationTask):
         if config.backbone_from:
             source = Path(config.backbone_from) / "assets"
             vocabulary = tokenizing.read_vocabulary(source / VOCABULARY_FILE)
-            kind = self.load_assets(source).get("tokenizer", "word")
+            source_info = self.load_assets(source)
+            kind = source_info.get("tokenizer", "word")
+            config.lowercase = source_info.get("lowercase", True)
         else:
             kind = config.tokenizer
             vocabulary = tokenizing.build_vocabulary(train.x, tokenizer=kind,
                                                      max_size=config.vocabulary_size,
-                                                     min_count=config.min_count)
+                                                     min_count=config.min_count,
+                                                     lowercase=config.lowercase)
         length = config.max_length
         if not length:
-            probe = tokenizing.TextTokenizer(vocabulary, 1, tokenizer=kind)
+            probe = tokenizing.TextTokenizer(vocabulary, 1, tokenizer=kind, lowercase=config.lowercase)
             length = tokenizing.fixed_length(tokenizing.token_strings(probe, train.x, clip=False))
         info = {"class_names": list(train.info["class_names"]), "tokenizer": kind,
+                "lowercase": bool(config.lowercase),
                 "max_length": int(length), "vocabulary": vocabulary, "notes": []}
         if config.word_vectors:
             info["word_vectors"] = {"path": str(config.word_vectors),
@@ -116,7 +121,8 @@ class TextClassification(ClassificationTask):
                                  f"{'static' if config.freeze_word_vectors else 'fine-tuned'}.")
         texts = keras.Input(shape=(), dtype="string", name="text")
         ids = tokenizing.TextTokenizer(info["vocabulary"], info["max_length"],
-                                       tokenizer=info["tokenizer"], name=explain.TOKENIZER_LAYER_NAME)(texts)
+                                       tokenizer=info["tokenizer"], lowercase=info.get("lowercase", True),
+                                       name=explain.TOKENIZER_LAYER_NAME)(texts)
         sentence = backbone(ids)["sentence"]
         head = classifier_head(sentence.shape[1:], len(info["class_names"]), hidden=config.head_hidden,
                                dropout=config.head_dropout, max_norm=config.head_max_norm)
