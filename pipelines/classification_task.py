@@ -34,7 +34,7 @@ class ClassificationTask(Task):
         dataset.info["class_names"] = list(known)
         return dataset
 
-    def loss(self, config):
+    def loss(self, config, info):
         return "sparse_categorical_crossentropy"
 
     def compile_metrics(self, config):

@@ -89,7 +89,7 @@ class Task:
     def build(self, backbone, info, config):
         raise NotImplementedError
 
-    def loss(self, config):
+    def loss(self, config, info):
         raise NotImplementedError
 
     def compile_metrics(self, config):

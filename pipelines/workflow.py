@@ -99,7 +99,7 @@ def train(task_name, *, config=None, resume=None, quiet=False, echo=print):
     val_ds = tf_dataset(x_val, y_val, batch_size=config.batch_size, training=False, cache=config.cache)
     monitor, mode = task.monitor
     fitted = training.fit(model, train_ds, val_ds, config=config, run_dir=run_dir,
-                          loss=task.loss(config), metrics=task.compile_metrics(config),
+                          loss=task.loss(config, info), metrics=task.compile_metrics(config),
                           monitor=monitor, mode=mode, n_train=len(y_train), quiet=quiet,
                           resume=bool(resume), class_weight=task.class_weight(y_train, config))
     runs.save_model(model, run_dir / "model.keras")

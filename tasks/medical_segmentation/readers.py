@@ -102,7 +102,7 @@ def load_msd(root, *, n_classes=None):
     return cases
 
 
-def phantoms(n=48, size=64, seed=0):
+def phantoms(n=96, size=64, seed=0):
     """Synthetic 2D 'scans': a bright body with an inner organ (class 1) and a lesion (class 2)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size] / size

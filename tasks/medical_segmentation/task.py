@@ -1,0 +1,252 @@
+"""Medical segmentation: a U-Net over the registry's pyramid, on 2D images and NIfTI volumes.
+
+Cases (volumes or 2D images) are what the pipeline splits, so slices of one volume stay on one
+side. Training sees 2D slices resized to ``image_size``; evaluation and prediction reassemble
+each case at its own size, and metrics are per case in physical units.
+"""
+
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.config import TrainConfig, option
+from pipelines.data import Dataset
+from pipelines.errors import UserError
+from pipelines.tasks import Task, register_task
+from tasks.medical_segmentation import baselines, figures, metrics, readers, volumes
+from tasks.medical_segmentation.unet import DiceCrossEntropy, build_unet
+
+
+@dataclass
+class MedicalSegmentationConfig(TrainConfig):
+    data: str = option("builtin:phantoms", help="images/ + masks/ folders, an MSD folder "
+                       "(imagesTr/ + labelsTr/ NIfTI), or builtin:phantoms")
+    epochs: int = option(20, minimum=1, help="training epochs")
+    batch_size: int = option(16, minimum=1, help="slices per step")
+    backbone_options: dict = option({"batch_norm": True},
+                                    help="backbone builder arguments (defaults apply to basic_cnn only)")
+    image_size: int = option(64, minimum=8, help="square size slices are resized to for the network")
+    n_classes: typing.Optional[int] = option(None, minimum=2,
+                                             help="classes incl. background (default: from the data)")
+    slice_axis: int = option(2, choices=(0, 1, 2), help="axis volumes are sliced along")
+    empty_slice_fraction: float = option(0.25, minimum=0, maximum=1,
+                                         help="share of slices without foreground kept for training")
+    normalization: str = option("zscore", choices=("zscore", "window"),
+                                help="per-volume intensity normalisation")
+    intensity_window: typing.Optional[list] = option(None, help="[low, high] for normalization=window")
+    dice_weight: float = option(1.0, minimum=0, help="weight of the soft-Dice term of the loss")
+    ce_weight: float = option(1.0, minimum=0, help="weight of the cross-entropy term")
+    loss_class_weights: typing.Optional[list] = option(None, help="cross-entropy weight per class")
+    decoder_width: int = option(32, minimum=1, help="channels of the finest decoder stage")
+    augment: bool = option(True, help="random flips of image and mask together while training")
+
+
+@register_task("medical-segmentation")
+class MedicalSegmentation(Task):
+    modality = "image"
+    Config = MedicalSegmentationConfig
+    summary = "masks for organs and lesions: U-Net over a backbone (2D images, NIfTI volumes)"
+    builtin_data = ("phantoms",)
+    key_metrics = ("dice", "iou", "hd95")
+
+    # -- data --------------------------------------------------------------------------------
+    def load(self, spec, config):
+        if spec.startswith("builtin:"):
+            name = spec.split(":", 1)[1]
+            if name != "phantoms":
+                raise UserError(f"--data {spec}: unknown built-in dataset; medical-segmentation has "
+                                f"builtin:phantoms (builtin:hippocampus is not shipped yet)")
+            cases, names, what = readers.phantoms(), ["background", "organ", "lesion"], \
+                "synthetic phantoms (96 64x64 images: body, organ, lesion)"
+        else:
+            root = Path(spec)
+            if not root.is_dir():
+                raise UserError(f"--data {spec}: no such folder (expected images/ + masks/, or "
+                                f"imagesTr/ + labelsTr/)")
+            if (root / "imagesTr").is_dir():
+                cases = readers.load_msd(root, n_classes=config.n_classes)
+                names, what = readers.read_dataset_json(root), f"NIfTI volumes (MSD layout) at {root}"
+            else:
+                cases = readers.load_image_mask_folders(root, n_classes=config.n_classes)
+                names, what = None, f"images/masks folders at {root}"
+        if names and config.n_classes and len(names) != config.n_classes:
+            names = None
+        return Dataset(cases, np.arange(len(cases)), spec, f"{what}: {len(cases)} cases",
+                       info={"class_names": names})
+
+    def fit_preprocessing(self, train, config, min_size):
+        cases = train.x
+        n_classes = config.n_classes or (len(train.info["class_names"]) if train.info.get("class_names")
+                                         else int(max(c.mask.max() for c in cases)) + 1)
+        if n_classes < 2:
+            raise UserError(f"{train.spec}: the masks hold only background; nothing to segment")
+        names = train.info.get("class_names") or ["background"] + [f"class {i}" for i in range(1, n_classes)]
+        three_d = cases[0].mask.ndim == 3
+        return {"class_names": list(names), "n_classes": int(n_classes), "volumes": three_d,
+                "image_size": int(max(config.image_size, min_size)),
+                "channels": 1 if three_d else int(cases[0].image.shape[-1]),
+                "slice_axis": int(config.slice_axis), "normalization": config.normalization,
+                "intensity_window": config.intensity_window,
+                "empty_slice_fraction": float(config.empty_slice_fraction)}
+
+    def input_shape(self, info):
+        return (info["image_size"], info["image_size"], info["channels"])
+
+    def case_slices(self, case, info):
+        """(images (n, h, w, c), masks (n, h, w)) of one case at its own resolution."""
+        if not info["volumes"]:
+            return case.image[None], case.mask[None]
+        image = volumes.normalize(case.image, method=info["normalization"], window=info["intensity_window"])
+        return (volumes.to_slices(image, info["slice_axis"])[..., None],
+                volumes.to_slices(case.mask, info["slice_axis"]))
+
+    def resize_images(self, images, info):
+        import tensorflow as tf
+
+        size = info["image_size"]
+        return tf.image.resize(np.asarray(images, np.float32), (size, size), method="bilinear").numpy()
+
+    def encode(self, dataset, info):
+        import tensorflow as tf
+
+        rng = np.random.default_rng(0)
+        xs, ys = [], []
+        for case in dataset.x:
+            images, masks = self.case_slices(case, info)
+            keep = masks.reshape(len(masks), -1).any(axis=1) | (rng.random(len(masks)) < info["empty_slice_fraction"])
+            if info["volumes"] and keep.any():
+                images, masks = images[keep], masks[keep]
+            xs.append(self.resize_images(images, info))
+            size = info["image_size"]
+            ys.append(tf.image.resize(masks[..., None].astype(np.float32), (size, size),
+                                      method="nearest").numpy()[..., 0].astype(np.int32))
+        return np.concatenate(xs), np.concatenate(ys)
+
+    def augment(self, config, info):
+        if not config.augment:
+            return None
+        import tensorflow as tf
+
+        def apply(x, y, *rest):
+            both = tf.concat([x, tf.cast(y[..., None], x.dtype)], axis=-1)
+            both = tf.image.random_flip_left_right(tf.image.random_flip_up_down(both, seed=config.seed),
+                                                   seed=config.seed)
+            return (both[..., :-1], tf.cast(tf.round(both[..., -1]), y.dtype), *rest)
+
+        return apply
+
+    def class_weight(self, y, config):
+        return None  # per-pixel class weights live in the loss (loss_class_weights)
+
+    # -- model -------------------------------------------------------------------------------
+    def build(self, backbone, info, config):
+        return build_unet(backbone, info["n_classes"], decoder_width=config.decoder_width)
+
+    def loss(self, config, info):
+        weights = config.loss_class_weights
+        if weights is not None and len(weights) != info["n_classes"]:
+            raise UserError(f"--set loss_class_weights: {len(weights)} weights for "
+                            f"{info['n_classes']} classes")
+        return DiceCrossEntropy(info["n_classes"], dice_weight=config.dice_weight,
+                                ce_weight=config.ce_weight, class_weights=weights)
+
+    # -- evaluation --------------------------------------------------------------------------
+    def predict_case(self, model, case, info):
+        """The predicted class map of one case at its own size (volumes reassembled)."""
+        import tensorflow as tf
+
+        images, masks = self.case_slices(case, info)
+        proba = model.predict(self.resize_images(images, info), batch_size=32, verbose=0)
+        proba = tf.image.resize(proba, masks.shape[1:3], method="bilinear").numpy()
+        labels = proba.argmax(axis=-1).astype(np.int16)
+        return volumes.from_slices(labels, info["slice_axis"]) if info["volumes"] else labels[0]
+
+    def predict_dataset(self, model, dataset, info, config):
+        return [self.predict_case(model, case, info) for case in dataset.x]
+
+    def per_case(self, dataset, predictions, info):
+        classes = range(1, info["n_classes"])
+        return [metrics.case_metrics(case.mask, predicted, classes, case.spacing)
+                for case, predicted in zip(dataset.x, predictions)]
+
+    def metrics(self, dataset, outputs, info):
+        return metrics.mean_metrics(self.per_case(dataset, outputs, info))
+
+    def baseline(self, train, test, info, config):
+        """Otsu per image for binary 2D sets; else the probabilistic atlas of the training masks."""
+        if info["n_classes"] == 2 and not info["volumes"]:
+            bright = baselines.otsu_polarity([c.image.mean(-1) for c in train.x], [c.mask for c in train.x])
+            predictions = [baselines.otsu(c.image, bright) for c in test.x]
+            name = "otsu_threshold"
+        else:
+            grid = tuple(int(np.median([c.mask.shape[i] for c in train.x])) for i in range(train.x[0].mask.ndim))
+            atlas = baselines.atlas([_resize_mask(c.mask, grid) for c in train.x], info["n_classes"], grid)
+            predictions = [baselines.atlas_predict(atlas, c.mask.shape) for c in test.x]
+            name = "probabilistic_atlas"
+        return {"name": name, "metrics": self.metrics(test, predictions, info), "masks": predictions}
+
+    def tables(self, dataset, outputs, info):
+        import pandas as pd
+
+        per_case = self.per_case(dataset, outputs, info)
+        names = info["class_names"]
+        by_class = pd.DataFrame([{"class": names[c], **{k: round(float(np.mean([case[c][k] for case in per_case])), 4)
+                                                     for k in ("dice", "iou", "hd95")}}
+                                 for c in range(1, info["n_classes"])])
+        by_case = pd.DataFrame([{"case": case.case_id, **{k: round(float(np.mean([m[k] for m in result.values()])), 4)
+                                                         for k in ("dice", "iou", "hd95")}}
+                                for case, result in zip(dataset.x, per_case)]).sort_values("dice")
+        unit = "mm" if dataset.x and dataset.x[0].spacing else "pixels"
+        return {f"Per-class means (HD95 in {unit})": by_class, "Per-case means (worst first)": by_case}
+
+    def figures(self, model, dataset, outputs, info, config, baseline=None):
+        per_case = self.per_case(dataset, outputs, info)
+        dice = [float(np.mean([m["dice"] for m in r.values()])) for r in per_case]
+        result = {}
+        base_dice = None
+        if baseline and "masks" in baseline:
+            base_dice = [float(np.mean([m["dice"] for m in r.values()]))
+                         for r in self.per_case(dataset, baseline["masks"], info)]
+        result["dice_distribution"] = (figures.dice_distribution(dice, base_dice, baseline and baseline["name"]),
+                                       "Per-case mean foreground Dice of the network and the baseline.")
+        result["overlays"] = (figures.overlays(dataset.x, outputs, dice, info),
+                              "Best, median and worst cases: truth (solid) and prediction (dashed) "
+                              "contours per class.")
+        return result
+
+    # -- prediction --------------------------------------------------------------------------
+    def predict_inputs(self, model, inputs, info, options, out=None):
+        from pipelines import imaging, runs
+
+        target = Path(out) if out else Path("predictions")
+        records = []
+        for item in inputs:
+            path = Path(item)
+            if volumes.is_nifti(path):
+                volume = volumes.read_volume(path)
+                case = readers.Case(volumes.case_id(path), volume.data, np.zeros(volume.data.shape, np.int16))
+                mask = self.predict_case(model, case, {**info, "volumes": True})
+                written = target / f"{volumes.case_id(path)}_mask.nii.gz"
+                volumes.write_mask(mask, volume, written, runs.write_bytes)
+            else:
+                image = imaging.fit_channels(imaging.read_image(path)[None], info["channels"])[0]
+                case = readers.Case(path.stem, image, np.zeros(image.shape[:2], np.int16))
+                mask = self.predict_case(model, case, {**info, "volumes": False})
+                written = target / f"{path.stem}_mask.png"
+                scale = 255 if info["n_classes"] == 2 else 1  # binary: 0/255; else class ids
+                runs.write_bytes(written, imaging.to_png(mask.astype(np.float32) * scale / 255.0))
+            counts = {info["class_names"][c]: int((mask == c).sum()) for c in range(1, info["n_classes"])}
+            records.append({"input": str(path), "mask": str(written), "shape": list(mask.shape),
+                            "voxels": counts})
+        return records
+
+    def format_prediction(self, record):
+        return f"{record['input']} -> {record['mask']}  {record['voxels']}"
+
+
+def _resize_mask(mask, shape):
+    from skimage.transform import resize
+
+    return resize(mask, shape, order=0, preserve_range=True, anti_aliasing=False).astype(np.int16)

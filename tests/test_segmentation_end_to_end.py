@@ -1,0 +1,143 @@
+"""Medical segmentation through the real CLI: phantoms, a 2D folder and NIfTI volumes."""
+
+import gzip
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from conftest import run_cli, write_png
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--epochs", 3, "--batch-size", 8, "--quiet", "--set", "backbone_options.widths=[8,16]",
+        "--set", "decoder_width=4", "--set", "image_size=32"]
+
+
+def _one_error_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+def _only_run(root):
+    (run_dir,) = (root / "medical-segmentation").iterdir()
+    return run_dir
+
+
+def _folder(root, n=10, size=(24, 28)):
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        mask = np.zeros(size, np.uint8)
+        top, left = rng.integers(2, 10, 2)
+        mask[top:top + 8, left:left + 10] = 255
+        image = rng.integers(0, 60, size) + (mask > 0) * 150
+        write_png(root / "images" / f"cell_{i}.png", image)
+        write_png(root / "masks" / f"cell_{i}.png", mask)
+    return root
+
+
+def _msd(root, n=8, shape=(12, 14, 10)):
+    rng = np.random.default_rng(1)
+    affine = np.diag([1.5, 1.0, 2.0, 1.0])
+    affine[:3, 3] = (3, 4, 5)
+    for i in range(n):
+        label = np.zeros(shape, np.uint8)
+        label[3:7, 4:9, 2:6], label[7:9, 4:9, 2:6] = 1, 2
+        image = rng.normal(0, 1, shape) * 20 + label * 80 + 100 * (i + 1)
+        for kind, data in (("imagesTr", image.astype(np.float32)), ("labelsTr", label)):
+            (root / kind).mkdir(parents=True, exist_ok=True)
+            nib.save(nib.Nifti1Image(data, affine), str(root / kind / f"case_{i:03d}.nii.gz"))
+    (root / "dataset.json").write_text(json.dumps({"labels": {"0": "background", "1": "head",
+                                                              "2": "tail"}}))
+    return root, affine
+
+
+def test_phantoms_run_writes_the_contract(tmp_path):
+    assert run_cli("train", "medical-segmentation", "--output", tmp_path, *TINY) == 0
+    run_dir = _only_run(tmp_path)
+    for name in ("config.json", "model.keras", "backbone.weights.h5", "metrics.json", "report.html",
+                 "history.csv"):
+        assert (run_dir / name).exists(), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["metrics"]) == {"dice", "iou", "hd95"}
+    assert metrics["baseline"]["name"] == "probabilistic_atlas"
+    assert 0 <= metrics["metrics"]["dice"] <= 1 and metrics["metrics"]["hd95"] >= 0
+    for figure in ("dice_distribution", "overlays", "learning_curves"):
+        assert (run_dir / "figures" / f"{figure}.png").is_file()
+    report = (run_dir / "report.md").read_text()
+    assert "Per-class means" in report and "Per-case means" in report
+
+
+def test_2d_folder_trains_evaluates_and_predicts_png_masks(tmp_path, capsys):
+    data = _folder(tmp_path / "cells")
+    assert run_cli("train", "medical-segmentation", "--data", data, "--output", tmp_path / "runs", *TINY) == 0
+    run_dir = _only_run(tmp_path / "runs")
+    capsys.readouterr()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["baseline"]["name"] == "otsu_threshold"
+    assert run_cli("evaluate", run_dir, "--json") == 0
+    assert json.loads(capsys.readouterr().out)["n_samples"] == metrics["n_samples"]
+    assert run_cli("predict", run_dir, data / "images" / "cell_0.png", "--out", tmp_path / "pred",
+                   "--json") == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    from PIL import Image
+
+    written = np.asarray(Image.open(record["mask"]))
+    assert written.shape == (24, 28) and set(np.unique(written)) <= {0, 255}
+
+
+def test_nifti_volumes_train_and_predicted_masks_keep_shape_and_affine(tmp_path, capsys):
+    data, affine = _msd(tmp_path / "msd")
+    assert run_cli("train", "medical-segmentation", "--data", data, "--output", tmp_path / "runs",
+                   *TINY, "--set", "empty_slice_fraction=1.0") == 0
+    run_dir = _only_run(tmp_path / "runs")
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["preprocessing"]["class_names"] == ["background", "head", "tail"]
+    assert config["split"]["counts"]["test"] == 2  # split by case, not by slice
+    assert "(HD95 in mm)" in (run_dir / "report.md").read_text()
+    scan = data / "imagesTr" / "case_000.nii.gz"
+    assert run_cli("predict", run_dir, scan, "--out", tmp_path / "pred", "--json") == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    written = nib.load(record["mask"])
+    assert written.shape == (12, 14, 10)
+    np.testing.assert_allclose(written.affine, affine)
+
+
+@pytest.fixture
+def out(tmp_path):
+    return tmp_path / "runs"
+
+
+def test_bad_inputs_exit_2_naming_the_file(tmp_path, out, capsys):
+    def train(data, *extra):
+        return run_cli("train", "medical-segmentation", "--data", data, "--output", out, *extra)
+
+    lonely = tmp_path / "lonely"
+    write_png(lonely / "images" / "a.png", np.zeros((8, 8), np.uint8))
+    (lonely / "masks").mkdir()
+    assert train(lonely) == 2 and "a.png: no mask with the same name" in _one_error_line(capsys)
+
+    shapes = tmp_path / "shapes"
+    write_png(shapes / "images" / "b.png", np.zeros((8, 8), np.uint8))
+    write_png(shapes / "masks" / "b.png", np.zeros((8, 9), np.uint8))
+    assert train(shapes) == 2 and "b.png: mask is 9x8 but its image is 8x8" in _one_error_line(capsys)
+
+    labels = _folder(tmp_path / "labels", n=2)
+    mask = np.zeros((24, 28), np.uint8)
+    mask[:4, :4] = 3
+    write_png(labels / "masks" / "cell_1.png", mask)
+    assert train(labels, "--set", "n_classes=2") == 2
+    assert "cell_1.png: label values [3] are outside the declared classes 0..1" in _one_error_line(capsys)
+
+    corrupt, _ = _msd(tmp_path / "corrupt", n=2)
+    (corrupt / "imagesTr" / "case_001.nii.gz").write_bytes(gzip.compress(b"garbage" * 100))
+    assert train(corrupt) == 2 and "case_001.nii.gz: cannot read this NIfTI file" in _one_error_line(capsys)
+
+    four, _ = _msd(tmp_path / "four", n=2)
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4, 2), np.float32), np.eye(4)),
+             str(four / "imagesTr" / "case_000.nii.gz"))
+    assert train(four) == 2 and "case_000.nii.gz: expected a 3D volume, got 4D" in _one_error_line(capsys)
+    assert not out.exists()
