@@ -220,7 +220,12 @@ def cmd_runs(args):
         backbone = (doc.get("backbone") or {}) if doc else {}
         origin = f" <- {backbone['from_run']}" if backbone.get("from_run") else ""
         print(f"{row['task']:<22}{row['run_dir'].name:<26}{row['state']:<10}"
-              f"{str(doc.get('data', '')):<26}{backbone.get('name', ''):<14}{shown}{origin}")
+              f"{_clip(str(doc.get('data', '')), 25):<26}{backbone.get('name', ''):<14}{shown}{origin}")
+
+
+def _clip(text, width):
+    """Keep the end of a long path (its most telling part) so columns stay aligned."""
+    return text if len(text) <= width else "…" + text[-(width - 1):]
 
 
 def _fmt(value):

@@ -57,3 +57,11 @@ def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path):
         runs.write_json(target, {"a": object()})
     assert '"a": 1' in target.read_text()
     assert os.listdir(tmp_path) == ["metrics.json"]
+
+
+def test_runs_table_keeps_the_end_of_long_data_paths():
+    from pipelines.cli import _clip
+
+    assert _clip("builtin:digits", 25) == "builtin:digits"
+    clipped = _clip("../shared/datasets/msd_hippocampus", 25)
+    assert len(clipped) == 25 and clipped.endswith("msd_hippocampus") and clipped.startswith("…")
