@@ -17,7 +17,8 @@ class Figure:
 
 @dataclass
 class HighlightedText:
-    """Tokens with one weight each (positive: toward ``label``), shown shaded in the HTML report."""
+    """Tokens with one weight each (positive: toward the class the caption names), shaded in the
+    HTML report."""
 
     tokens: list
     weights: list

@@ -55,14 +55,19 @@ def split_words(texts, mask_numbers=True, lowercase=True):
     return tf_text.regex_split(normalize(texts, mask_numbers, lowercase), SPLIT_PATTERN, KEEP_PATTERN)
 
 
-def word_lists(texts, mask_numbers=True, lowercase=True, batch_size=4096):
-    """Python lists of word strings per text (eager; for vocabularies, baselines and reports)."""
+def _token_lists(tokenize, texts, batch_size=4096):
+    """Python lists of token strings per text from ``tokenize`` (strings -> ragged), in batches."""
+    texts = np.asarray(texts, dtype=object).astype(str)
     result = []
     for start in range(0, len(texts), batch_size):
-        chunk = [str(t) for t in texts[start:start + batch_size]]
-        rows = split_words(chunk, mask_numbers, lowercase).to_list()
-        result += [[w.decode("utf-8", "replace") for w in row] for row in rows]
+        rows = tokenize(texts[start:start + batch_size]).to_list()
+        result += [[t.decode("utf-8", "replace") for t in row] for row in rows]
     return result
+
+
+def word_lists(texts, mask_numbers=True, lowercase=True):
+    """Python lists of word strings per text (eager; for vocabularies, baselines and reports)."""
+    return _token_lists(lambda chunk: split_words(chunk, mask_numbers, lowercase), texts)
 
 
 def build_vocabulary(texts, *, tokenizer="word", max_size=20000, min_count=1, mask_numbers=True,
@@ -172,13 +177,9 @@ class TextTokenizer(keras.layers.Layer):
                 "lowercase": self.lowercase}
 
 
-def token_strings(tokenizer_layer, texts, *, clip=True, batch_size=4096):
+def token_strings(tokenizer_layer, texts, *, clip=True):
     """Python lists of the tokens the model sees (cut to its length when ``clip``), for reports."""
-    texts = np.asarray(texts, dtype=object).astype(str)
-    result = []
-    for start in range(0, len(texts), batch_size):
-        rows = tokenizer_layer.tokens(texts[start:start + batch_size]).to_list()
-        result += [[t.decode("utf-8", "replace") for t in row] for row in rows]
+    result = _token_lists(tokenizer_layer.tokens, texts)
     return [row[:tokenizer_layer.length] for row in result] if clip else result
 
 

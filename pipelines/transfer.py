@@ -22,7 +22,7 @@ def backbone_meta(config, input_shape, run_dir=None, arguments=None):
     entry = BACKBONES.entry(config.backbone)
     return {"name": config.backbone, "modality": entry.meta["modality"],
             "input_shape": list(input_shape),
-            "options": {**config.backbone_options, **(arguments or {})},
+            "options": builder_options(config, arguments),
             "run_dir": str(run_dir) if run_dir else None}
 
 
@@ -40,6 +40,11 @@ def source_run_meta(run_dir):
     return runs.read_json(run_dir / META_FILE)
 
 
+def builder_options(config, arguments=None):
+    """The backbone builder's keyword arguments: the user's options, then the data's arguments."""
+    return {**config.backbone_options, **(arguments or {})}
+
+
 def build_backbone(config, input_shape, modality, arguments=None):
     """The task's backbone: fresh, from ``--backbone-from RUN_DIR`` or ``--backbone-weights FILE``.
 
@@ -54,8 +59,7 @@ def build_backbone(config, input_shape, modality, arguments=None):
                             f"{meta['modality']} backbone ({meta['name']}); this task needs "
                             f"a {modality} backbone")
         config.backbone, config.backbone_options = meta["name"], dict(meta.get("options") or {})
-        target = create_backbone(meta["name"], input_shape,
-                                 **{**config.backbone_options, **(arguments or {})})
+        target = create_backbone(meta["name"], input_shape, **builder_options(config, arguments))
         source = create_backbone(meta["name"], tuple(meta["input_shape"]), **config.backbone_options)
         _load_exact(source, Path(config.backbone_from) / WEIGHTS_FILE)
         copy_weights(source, target, where=config.backbone_from)
@@ -65,8 +69,7 @@ def build_backbone(config, input_shape, modality, arguments=None):
         raise UserError(f"--backbone {config.backbone} is a {entry.meta['modality']} backbone; "
                         f"this task needs a {modality} backbone "
                         f"({', '.join(n for n in BACKBONES.names() if BACKBONES.entry(n).meta['modality'] == modality)})")
-    backbone = create_backbone(config.backbone, input_shape,
-                               **{**config.backbone_options, **(arguments or {})})
+    backbone = create_backbone(config.backbone, input_shape, **builder_options(config, arguments))
     if config.backbone_weights:
         _load_exact(backbone, Path(config.backbone_weights))
     return backbone, None

@@ -54,5 +54,6 @@ def test_case_and_mean_metrics_over_classes():
     assert case[1]["dice"] == pytest.approx(2 * 4 / 9) and case[2]["dice"] == pytest.approx(2 / 3)
     mean = metrics.mean_metrics([case])
     assert mean["dice"] == pytest.approx((8 / 9 + 2 / 3) / 2)
+    assert metrics.class_mean(case, "dice") == pytest.approx(mean["dice"])
     with pytest.raises(ValueError, match="differ in shape"):
         metrics.case_metrics(truth, prediction[:, :3], classes=(1,))

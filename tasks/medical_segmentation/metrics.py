@@ -65,6 +65,11 @@ def case_metrics(truth, prediction, classes, spacing=None):
                 "hd95": hd95(truth == c, prediction == c, spacing)} for c in classes}
 
 
+def class_mean(case_result, key):
+    """One case's mean of ``key`` over its foreground classes."""
+    return float(np.mean([m[key] for m in case_result.values()]))
+
+
 def mean_metrics(per_case):
     """Mean over classes and cases of a list of :func:`case_metrics` results."""
     keys = ("dice", "iou", "hd95")

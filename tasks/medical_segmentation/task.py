@@ -20,6 +20,15 @@ from tasks.medical_segmentation.unet import DiceCrossEntropy, build_unet
 
 
 @dataclass
+class ScoredMasks:
+    """A split's predicted masks (one per case, at the case's own size) and their per-case
+    metrics ({class: {"dice", "iou", "hd95"}})."""
+
+    masks: list
+    per_case: list
+
+
+@dataclass
 class MedicalSegmentationConfig(TrainConfig):
     data: str = option("builtin:phantoms", help="images/ + masks/ folders, an MSD folder "
                        "(imagesTr/ + labelsTr/ NIfTI), or builtin:phantoms")
@@ -164,15 +173,17 @@ class MedicalSegmentation(Task):
         return volumes.from_slices(labels, info["slice_axis"]) if info["volumes"] else labels[0]
 
     def predict_dataset(self, model, dataset, info, config):
-        return [self.predict_case(model, case, info) for case in dataset.x]
+        return self.score(dataset, [self.predict_case(model, case, info) for case in dataset.x], info)
 
-    def per_case(self, dataset, predictions, info):
+    def score(self, dataset, masks, info):
+        """Pair predicted masks with their per-case metrics, computed once for metrics, tables
+        and figures (HD95's distance transforms are the costly part)."""
         classes = range(1, info["n_classes"])
-        return [metrics.case_metrics(case.mask, predicted, classes, case.spacing)
-                for case, predicted in zip(dataset.x, predictions)]
+        return ScoredMasks(masks, [metrics.case_metrics(case.mask, predicted, classes, case.spacing)
+                                   for case, predicted in zip(dataset.x, masks)])
 
     def metrics(self, dataset, outputs, info):
-        return metrics.mean_metrics(self.per_case(dataset, outputs, info))
+        return metrics.mean_metrics(outputs.per_case)
 
     def baseline(self, train, test, info, config):
         """Otsu per image for binary 2D sets; else the probabilistic atlas of the training masks."""
@@ -185,36 +196,33 @@ class MedicalSegmentation(Task):
             atlas = baselines.atlas([_resize_mask(c.mask, grid) for c in train.x], info["n_classes"], grid)
             predictions = [baselines.atlas_predict(atlas, c.mask.shape) for c in test.x]
             name = "probabilistic_atlas"
-        return {"name": name, "metrics": self.metrics(test, predictions, info), "masks": predictions}
+        scored = self.score(test, predictions, info)
+        return {"name": name, "metrics": self.metrics(test, scored, info), "scored": scored}
 
     def tables(self, dataset, outputs, info):
         import pandas as pd
 
-        per_case = self.per_case(dataset, outputs, info)
+        keys = ("dice", "iou", "hd95")
         names = info["class_names"]
-        by_class = pd.DataFrame([{"class": names[c], **{k: round(float(np.mean([case[c][k] for case in per_case])), 4)
-                                                     for k in ("dice", "iou", "hd95")}}
+        by_class = pd.DataFrame([{"class": names[c], **{k: round(float(np.mean([case[c][k] for case in outputs.per_case])), 4)
+                                                     for k in keys}}
                                  for c in range(1, info["n_classes"])])
-        by_case = pd.DataFrame([{"case": case.case_id, **{k: round(float(np.mean([m[k] for m in result.values()])), 4)
-                                                         for k in ("dice", "iou", "hd95")}}
-                                for case, result in zip(dataset.x, per_case)]).sort_values("dice")
+        by_case = pd.DataFrame([{"case": case.case_id, **{k: round(metrics.class_mean(result, k), 4) for k in keys}}
+                                for case, result in zip(dataset.x, outputs.per_case)]).sort_values("dice")
         unit = "mm" if dataset.x and dataset.x[0].spacing else "pixels"
         return {f"Per-class means (HD95 in {unit})": by_class, "Per-case means (worst first)": by_case}
 
     def figures(self, model, dataset, outputs, info, config, baseline=None):
-        per_case = self.per_case(dataset, outputs, info)
-        dice = [float(np.mean([m["dice"] for m in r.values()])) for r in per_case]
-        result = {}
+        dice = [metrics.class_mean(r, "dice") for r in outputs.per_case]
         base_dice = None
-        if baseline and "masks" in baseline:
-            base_dice = [float(np.mean([m["dice"] for m in r.values()]))
-                         for r in self.per_case(dataset, baseline["masks"], info)]
-        result["dice_distribution"] = (figures.dice_distribution(dice, base_dice, baseline and baseline["name"]),
-                                       "Per-case mean foreground Dice of the network and the baseline.")
-        result["overlays"] = (figures.overlays(dataset.x, outputs, dice, info),
-                              "Best, median and worst cases: truth (solid) and prediction (dashed) "
-                              "contours per class.")
-        return result
+        if baseline and "scored" in baseline:
+            base_dice = [metrics.class_mean(r, "dice") for r in baseline["scored"].per_case]
+        return {
+            "dice_distribution": (figures.dice_distribution(dice, base_dice, baseline and baseline["name"]),
+                                  "Per-case mean foreground Dice of the network and the baseline."),
+            "overlays": (figures.overlays(dataset.x, outputs.masks, dice, info),
+                         "Best, median and worst cases: truth (solid) and prediction (dashed) "
+                         "contours per class.")}
 
     # -- prediction --------------------------------------------------------------------------
     def predict_inputs(self, model, inputs, info, options, out=None):
