@@ -15,6 +15,7 @@ def dice_distribution(dice, baseline_dice=None, baseline_name=None):
                 label=f"{baseline_name} (mean {np.mean(baseline_dice):.3f})")
     ax.set_xlabel("per-case mean foreground Dice")
     ax.set_ylabel("cases")
+    ax.yaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return plots.to_png(fig)
@@ -50,5 +51,12 @@ def overlays(cases, predictions, dice, info):
                            linestyles="dashed")
         ax.set_title(f"{label}: {cases[i].case_id}\nDice {dice[i]:.3f}", fontsize=8)
         ax.axis("off")
-    fig.tight_layout()
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colours[(c - 1) % len(colours)], label=info["class_names"][c])
+               for c in range(1, info["n_classes"])]
+    handles += [Line2D([], [], color="gray", label="truth"),
+                Line2D([], [], color="gray", ls="--", label="prediction")]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return plots.to_png(fig)
