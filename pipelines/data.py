@@ -5,12 +5,24 @@ split in the run directory, so evaluation later sees exactly the same test examp
 """
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from pipelines.errors import UserError
 
 SPLIT_NAMES = ("train", "val", "test")
+SHIPPED_DATA = Path(__file__).resolve().parents[1] / "data"  # the repository's data/ folder
+
+
+def shipped_path(spec, relative):
+    """Where a built-in dataset's files live in ``data/``; a clear error when they are absent
+    (an installation made without the repository's data folder)."""
+    path = SHIPPED_DATA / relative
+    if not path.exists():
+        raise UserError(f"--data {spec}: {path} is missing from this installation; install from a "
+                        f"clone of the repository (pip install -e .) so data/ is present")
+    return path
 
 
 @dataclass

@@ -41,8 +41,15 @@ def source_run_meta(run_dir):
 
 
 def builder_options(config, arguments=None):
-    """The backbone builder's keyword arguments: the user's options, then the data's arguments."""
-    return {**config.backbone_options, **(arguments or {})}
+    """The backbone builder's keyword arguments: the user's options, then the data's arguments.
+
+    A task's default ``backbone_options`` are tuned for its default backbone (basic_cnn widths,
+    batch norm); with another backbone and options left at that default, none are passed."""
+    options = config.backbone_options
+    defaults = type(config)()
+    if config.backbone != defaults.backbone and options == defaults.backbone_options:
+        options = {}
+    return {**options, **(arguments or {})}
 
 
 def build_backbone(config, input_shape, modality, arguments=None):

@@ -45,3 +45,14 @@ def test_too_small_input_is_a_user_error():
 def test_bad_backbone_option_is_a_user_error():
     with pytest.raises(UserError, match="backbone_options"):
         create_backbone("basic_cnn", (8, 8, 1), depth=3)
+
+
+def test_task_default_backbone_options_apply_to_the_default_backbone_only():
+    from pipelines.transfer import builder_options
+    from tasks.medical_segmentation.task import MedicalSegmentationConfig
+
+    tuned = MedicalSegmentationConfig()
+    assert builder_options(tuned) == tuned.backbone_options != {}
+    assert builder_options(MedicalSegmentationConfig(backbone="resnet18")) == {}
+    chosen = MedicalSegmentationConfig(backbone="resnet18", backbone_options={"width": 16})
+    assert builder_options(chosen, {"extra": 1}) == {"width": 16, "extra": 1}

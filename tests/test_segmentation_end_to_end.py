@@ -56,7 +56,8 @@ def _msd(root, n=8, shape=(12, 14, 10)):
 
 
 def test_phantoms_run_writes_the_contract(tmp_path):
-    assert run_cli("train", "medical-segmentation", "--output", tmp_path, *TINY) == 0
+    assert run_cli("train", "medical-segmentation", "--data", "builtin:phantoms", "--output", tmp_path,
+                   *TINY) == 0
     run_dir = _only_run(tmp_path)
     for name in ("config.json", "model.keras", "backbone.weights.h5", "metrics.json", "report.html",
                  "history.csv"):
@@ -87,6 +88,18 @@ def test_2d_folder_trains_evaluates_and_predicts_png_masks(tmp_path, capsys):
 
     written = np.asarray(Image.open(record["mask"]))
     assert written.shape == (24, 28) and set(np.unique(written)) <= {0, 255}
+
+
+def test_images_larger_than_the_network_are_tiled_at_native_scale(tmp_path, capsys):
+    data = _folder(tmp_path / "big", n=8, size=(40, 70))
+    assert run_cli("train", "medical-segmentation", "--data", data, "--output", tmp_path / "runs", *TINY) == 0
+    run_dir = _only_run(tmp_path / "runs")
+    assert json.loads((run_dir / "config.json").read_text())["preprocessing"]["tiled"] is True
+    capsys.readouterr()
+    assert run_cli("predict", run_dir, data / "images" / "cell_3.png", "--out", tmp_path / "pred",
+                   "--json") == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["shape"] == [40, 70]
 
 
 def test_nifti_volumes_train_and_predicted_masks_keep_shape_and_affine(tmp_path, capsys):

@@ -88,3 +88,21 @@ def test_real_nuclei_masks_are_binary():
     mask = readers.read_mask(first)
     assert set(np.unique(mask)) == {0, 1}
     assert mask.shape == imaging.read_image(root / "images" / first.name).shape[:2]
+
+
+def test_hippocampus_ships_with_its_licence_and_loads_as_the_default():
+    from pipelines.data import SHIPPED_DATA
+    from tasks.medical_segmentation.task import MedicalSegmentationConfig
+
+    assert MedicalSegmentationConfig().data == "builtin:hippocampus"
+    cases, names, description = readers.load_builtin("builtin:hippocampus")
+    assert len(cases) == 200 and names == ["background", "Anterior", "Posterior"]
+    assert all(c.mask.ndim == 3 and c.spacing == (1.0, 1.0, 1.0) for c in cases[:5])
+    assert {0, 1, 2} == set(np.unique(cases[0].mask))
+    assert "CC BY-SA 4.0" in (SHIPPED_DATA / "hippocampus" / "SOURCE.txt").read_text()
+    assert "CC BY-SA" in description
+
+
+def test_unknown_builtin_names_the_known_ones():
+    with pytest.raises(UserError, match="builtin:hippocampus, builtin:phantoms"):
+        readers.load_builtin("builtin:liver")

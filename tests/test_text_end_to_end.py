@@ -123,11 +123,12 @@ def test_word_vectors_are_loaded_and_counted(tmp_path):
 
 
 def test_sms_spam_builtin_ships_with_the_package():
+    from pipelines.data import SHIPPED_DATA
     from tasks.text_classification import readers
 
     data = readers.load("builtin:sms_spam")
     assert len(data) == 5574 and data.info["class_names"] == ["ham", "spam"]
-    assert (readers.DATA_ROOT / "sms_spam" / "SOURCE.txt").read_text().count("CC BY 4.0")
+    assert (SHIPPED_DATA / "sms_spam" / "SOURCE.txt").read_text().count("CC BY 4.0")
 
 
 def test_trec_split_is_honoured():

@@ -36,3 +36,14 @@ def test_loss_config_round_trip():
     loss = DiceCrossEntropy(3, dice_weight=0.5, class_weights=[0.1, 1.0, 2.0])
     again = DiceCrossEntropy.from_config(loss.get_config())
     assert again.class_weights == [0.1, 1.0, 2.0] and again.dice_weight == 0.5
+
+
+def test_flips_default_on_for_2d_images_and_off_for_volumes():
+    from pipelines.tasks import get_task
+
+    task = get_task("medical-segmentation")
+    config = task.Config()
+    assert task.augment(config, {"volumes": True}) is None
+    assert callable(task.augment(config, {"volumes": False}))
+    assert callable(task.augment(task.Config(augment=True), {"volumes": True}))
+    assert task.augment(task.Config(augment=False), {"volumes": False}) is None

@@ -12,8 +12,15 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import imaging
+from pipelines.data import shipped_path
 from pipelines.errors import UserError
 from tasks.medical_segmentation import volumes
+
+
+BUILTIN = {
+    "hippocampus": "MSD Task04 hippocampus MRI, 200 volumes (anterior, posterior; CC BY-SA 4.0)",
+    "phantoms": "synthetic phantoms (96 64x64 images: body, organ, lesion)",
+}
 
 
 @dataclass
@@ -100,6 +107,19 @@ def load_msd(root, *, n_classes=None):
         check_labels(label.data, n_classes, labels[case])
         cases.append(Case(case, image.data, label.data, image.spacing, str(path), image))
     return cases
+
+
+def load_builtin(spec, *, n_classes=None):
+    """(cases, class names, description) of ``builtin:hippocampus`` (shipped in data/) or
+    ``builtin:phantoms`` (generated)."""
+    name = spec.split(":", 1)[1]
+    if name not in BUILTIN:
+        raise UserError(f"--data {spec}: unknown built-in dataset; medical-segmentation has "
+                        f"{', '.join('builtin:' + n for n in BUILTIN)}")
+    if name == "phantoms":
+        return phantoms(), ["background", "organ", "lesion"], BUILTIN[name]
+    root = shipped_path(spec, "hippocampus")
+    return load_msd(root, n_classes=n_classes), read_dataset_json(root), BUILTIN[name]
 
 
 def phantoms(n=96, size=64, seed=0):

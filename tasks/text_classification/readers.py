@@ -12,12 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.data import (SPLIT_NAMES, Dataset, given_splits, require_columns,
-                            require_two_classes)
+                            require_two_classes, shipped_path)
 from pipelines.errors import UserError
 
 BUILTIN = {"sms_spam": ("sms_spam/sms_spam.csv",
                         "UCI SMS Spam Collection v.1 (5,574 messages, ham/spam, CC BY 4.0)")}
-DATA_ROOT = Path(__file__).resolve().parents[2] / "data"
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt")
 
 
@@ -28,9 +27,7 @@ def load(spec, *, text_column="text", label_column="label", delimiter=None, enco
             raise UserError(f"--data {spec}: unknown built-in dataset; text-classification has "
                             f"{', '.join('builtin:' + n for n in BUILTIN)}")
         relative, description = BUILTIN[name]
-        path = DATA_ROOT / relative
-        if not path.is_file():
-            raise UserError(f"--data {spec}: {path} is missing from this installation")
+        path = shipped_path(spec, relative)
         dataset = load_table(path, text_column="text", label_column="label")
         dataset.spec, dataset.description = spec, f"{description}; {dataset.description}"
         return dataset
