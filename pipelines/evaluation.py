@@ -42,7 +42,7 @@ def evaluate(task, model, test, info, config, *, train=None, history=None):
     result = Evaluation(metrics=task.metrics(test, outputs, info), n_samples=len(test),
                         notes=list(task.report_notes(test, info)))
     if train is not None:
-        result.baseline = task.baseline(train, test, info, config)
+        result.baseline = task.baseline(train, test, info, config, model=model)
     else:
         result.notes.append("No baseline: the run's training data is not available here.")
     result.tables.update(task.tables(test, outputs, info))

@@ -71,8 +71,15 @@ class Task:
         return {}
 
     def describe_preprocessing(self, info):
-        """``info`` as recorded in config.json (large parts such as vocabularies left out)."""
-        return info
+        """``info`` as recorded in config.json and assets/info.json; a ``vocabulary`` is left out
+        (it is written to assets/vocabulary.txt)."""
+        if "vocabulary" not in info:
+            return info
+        from pipelines.tokenizer import VOCABULARY_FILE
+
+        described = {k: v for k, v in info.items() if k != "vocabulary"}
+        return {**described, "vocabulary_size": len(info["vocabulary"]),
+                "vocabulary_file": f"assets/{VOCABULARY_FILE}"}
 
     def encode(self, dataset, info):
         """Arrays fed to tf.data: (x, y)."""
@@ -102,7 +109,10 @@ class Task:
     def metrics(self, dataset, outputs, info):
         raise NotImplementedError
 
-    def baseline(self, train, test, info, config):
+    def baseline(self, train, test, info, config, model=None):
+        """A classical method fitted on ``train`` and scored on ``test`` with the same metrics:
+        {"name", "metrics", ...}. ``model`` is the trained network, for baselines that reuse its
+        features (captioning's nearest-neighbour retrieval)."""
         raise NotImplementedError
 
     def tables(self, dataset, outputs, info):
@@ -129,9 +139,18 @@ class Task:
 
     # -- assets ------------------------------------------------------------------------------
     def save_assets(self, info, assets_dir, write_json):
-        write_json(Path(assets_dir) / "info.json", info)
+        if "vocabulary" in info:
+            from pipelines import runs, tokenizer
+
+            tokenizer.write_vocabulary(info["vocabulary"], Path(assets_dir) / tokenizer.VOCABULARY_FILE,
+                                       runs.write_text)
+        write_json(Path(assets_dir) / "info.json", self.describe_preprocessing(info))
 
     def load_assets(self, assets_dir):
+        from pipelines import tokenizer
         from pipelines.runs import read_json
 
-        return read_json(Path(assets_dir) / "info.json", "asset file")
+        info = read_json(Path(assets_dir) / "info.json", "asset file")
+        if "vocabulary_file" in info:
+            info["vocabulary"] = tokenizer.read_vocabulary(Path(assets_dir) / tokenizer.VOCABULARY_FILE)
+        return info

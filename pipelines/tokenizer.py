@@ -21,6 +21,7 @@ from pipelines.errors import UserError
 PAD, UNK = "[PAD]", "[UNK]"
 RESERVED = (PAD, UNK)
 TOKENIZERS = ("word", "wordpiece")
+VOCABULARY_FILE = "vocabulary.txt"  # in a run's assets/, one token per line
 
 
 def normalize(texts, mask_numbers=True, lowercase=True):

@@ -94,7 +94,7 @@ class ImageClassification(ClassificationTask):
         x, _ = self.encode(dataset, info)
         return model.predict(x, batch_size=256, verbose=0)
 
-    def baseline(self, train, test, info, config):
+    def baseline(self, train, test, info, config, model=None):
         """Logistic regression on the resized pixels (standardised), same split, same metrics."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline

@@ -15,7 +15,6 @@ from pipelines.evaluation import HighlightedText
 from pipelines.tasks import register_task
 from tasks.text_classification import explain, readers
 
-VOCABULARY_FILE = "vocabulary.txt"
 
 
 @dataclass
@@ -63,7 +62,7 @@ class TextClassification(ClassificationTask):
     def fit_preprocessing(self, train, config, min_size):
         if config.backbone_from:
             source = Path(config.backbone_from) / "assets"
-            vocabulary = tokenizing.read_vocabulary(source / VOCABULARY_FILE)
+            vocabulary = tokenizing.read_vocabulary(source / tokenizing.VOCABULARY_FILE)
             source_info = self.load_assets(source)
             kind = source_info.get("tokenizer", "word")
             config.lowercase = source_info.get("lowercase", True)
@@ -84,11 +83,6 @@ class TextClassification(ClassificationTask):
             info["word_vectors"] = {"path": str(config.word_vectors),
                                     "dim": word_vectors.peek_dim(config.word_vectors)}
         return info
-
-    def describe_preprocessing(self, info):
-        described = {k: v for k, v in info.items() if k != "vocabulary"}
-        return {**described, "vocabulary_size": len(info["vocabulary"]),
-                "vocabulary_file": f"assets/{VOCABULARY_FILE}"}
 
     def input_shape(self, info):
         return (info["max_length"],)
@@ -132,7 +126,7 @@ class TextClassification(ClassificationTask):
     def predict_dataset(self, model, dataset, info, config):
         return model.predict(np.asarray(dataset.x, dtype=object), batch_size=256, verbose=0)
 
-    def baseline(self, train, test, info, config):
+    def baseline(self, train, test, info, config, model=None):
         """TF-IDF of word 1-2-grams and character 2-5-grams, logistic regression; same split."""
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
@@ -198,17 +192,6 @@ class TextClassification(ClassificationTask):
         return f"{_clip(record['input'], 60)}: {record['class']}  ({self.format_top(record)})"
 
     # -- assets ------------------------------------------------------------------------------
-    def save_assets(self, info, assets_dir, write_json):
-        from pipelines import runs
-
-        tokenizing.write_vocabulary(info["vocabulary"], Path(assets_dir) / VOCABULARY_FILE,
-                                    runs.write_text)
-        write_json(Path(assets_dir) / "info.json", self.describe_preprocessing(info))
-
-    def load_assets(self, assets_dir):
-        info = super().load_assets(assets_dir)
-        info["vocabulary"] = tokenizing.read_vocabulary(Path(assets_dir) / VOCABULARY_FILE)
-        return info
 
 
 def _clip(text, width=200):

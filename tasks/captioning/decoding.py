@@ -1,0 +1,117 @@
+"""Writing captions with a trained captioner: greedy and length-normalised beam search.
+
+Both run the decoder one word at a time (:meth:`AttentionDecoder.step`) for a batch of images,
+keeping every word's attention weights so the report and ``predict --json`` can show where the
+model looked. Greedy decoding is beam search of width 1.
+
+Beam search keeps ``width`` live hypotheses per image. A hypothesis ends when it emits the end
+token; it is then scored by its summed log-probability divided by ``length ** alpha`` (``alpha``
+0: raw sum, which favours short captions; 1: mean per word). An image is done once ``width``
+hypotheses have ended, or at ``max_length`` words.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tasks.captioning import vocabulary as vocab
+from tasks.captioning.model import DECODER, encoder_of
+
+
+@dataclass
+class Caption:
+    words: list
+    attention: np.ndarray  # (len(words) + 1, grid positions): one row per emitted token incl. end
+    score: float
+
+    @property
+    def text(self):
+        return " ".join(self.words)
+
+
+class CaptionWriter:
+    """Greedy and beam decoding over a (possibly reloaded) captioner."""
+
+    def __init__(self, model, vocabulary, *, max_length=20, batch_size=64):
+        import tensorflow as tf
+
+        self.vocabulary, self.max_length, self.batch_size = list(vocabulary), max_length, batch_size
+        self.encoder = encoder_of(model)
+        self.decoder = model.get_layer(DECODER)
+        decoder = self.decoder
+
+        @tf.function(reduce_retracing=True)
+        def step(features, keys, tokens, state):
+            logits, state, weights = decoder.step(features, keys, tokens, list(state))
+            return tf.nn.log_softmax(logits), state, weights
+
+        @tf.function(reduce_retracing=True)
+        def start(features):
+            return decoder.attention.keys(features), decoder.initial_state(features)
+
+        self._step, self._start = step, start
+
+    def annotations(self, images):
+        return self.encoder.predict(np.asarray(images, np.float32), batch_size=self.batch_size, verbose=0)
+
+    def greedy(self, images):
+        return self.beam(images, width=1)
+
+    def beam(self, images, width=3, alpha=1.0):
+        """One :class:`Caption` per image."""
+        images = np.asarray(images, np.float32)
+        captions = []
+        for begin in range(0, len(images), self.batch_size):
+            features = self.annotations(images[begin:begin + self.batch_size])
+            captions += self._search(features, width, alpha)
+        return captions
+
+    def _search(self, features, width, alpha):
+        n, positions = features.shape[0], features.shape[1]
+        features = np.repeat(features, width, axis=0)  # row b * width + k: image b, beam k
+        keys, state = self._start(features)
+        state = [np.asarray(s) for s in state]
+        tokens = np.full(n * width, vocab.START_ID, np.int32)
+        scores = np.full((n, width), -np.inf, np.float32)
+        scores[:, 0] = 0.0  # all beams start identical: expand only the first
+        sequences = np.zeros((n, width, 0), np.int32)
+        attention = np.zeros((n, width, 0, positions), np.float32)
+        finished = [[] for _ in range(n)]
+        for length in range(1, self.max_length + 2):
+            log_probs, state, weights = self._step(features, keys, tokens, state)
+            log_probs = np.array(log_probs).reshape(n, width, -1)
+            log_probs[..., vocab.PAD_ID] = log_probs[..., vocab.START_ID] = -np.inf
+            weights = np.asarray(weights).reshape(n, width, positions)
+            vocabulary_size = log_probs.shape[-1]
+            total = (scores[..., None] + log_probs).reshape(n, -1)
+            order = np.argsort(-total, axis=1)[:, :2 * width]
+            parents = np.zeros((n, width), np.int64)
+            chosen = np.full((n, width), vocab.END_ID, np.int32)
+            new_scores = np.full((n, width), -np.inf, np.float32)
+            for b in range(n):
+                alive = 0
+                for flat in order[b]:
+                    if alive == width or len(finished[b]) >= width or not np.isfinite(total[b, flat]):
+                        break
+                    parent, word = divmod(int(flat), vocabulary_size)
+                    if word == vocab.END_ID or length > self.max_length:
+                        finished[b].append(Caption(
+                            vocab.decode(sequences[b, parent], self.vocabulary),
+                            np.concatenate([attention[b, parent], weights[b, parent][None]]),
+                            float(total[b, flat]) / length ** alpha))
+                    else:
+                        parents[b, alive], chosen[b, alive], new_scores[b, alive] = parent, word, total[b, flat]
+                        alive += 1
+            done = all(len(f) >= width for f in finished)
+            rows = np.arange(n)[:, None]
+            sequences = np.concatenate([sequences[rows, parents], chosen[..., None]], axis=-1)
+            attention = np.concatenate([attention[rows, parents], weights[rows, parents][:, :, None]], axis=2)
+            scores = new_scores
+            flat_parents = (np.arange(n)[:, None] * width + parents).reshape(-1)
+            state = [np.asarray(s)[flat_parents] for s in state]
+            tokens = chosen.reshape(-1)
+            if done:
+                break
+        return [max(f, key=lambda c: c.score) if f else
+                Caption(vocab.decode(sequences[b, 0], self.vocabulary), attention[b, 0], float(scores[b, 0]))
+                for b, f in enumerate(finished)]
