@@ -54,6 +54,9 @@ class TrainConfig:
                                   help="held-out test share when the data has no split")
     val_fraction: float = option(0.1, minimum=0, maximum=0.9, exclusive_min=True,
                                  help="validation share of the training part")
+    train_fraction: float = option(1.0, minimum=0, maximum=1, exclusive_min=True,
+                                   help="share of the training and validation examples used "
+                                        "(stratified); the test split is unchanged")
     cache: bool = option(True, help="cache the tf.data input pipeline in memory")
     jit_compile: bool = option(False, help="XLA-compile the train step (see benchmarks/RESULTS.md)")
     backup_interval_s: float = option(30.0, minimum=0,

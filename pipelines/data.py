@@ -113,8 +113,24 @@ def _split_off(indices, labels, fraction, seed):
     return np.sort(rest), np.sort(held), stratify is not None
 
 
-def make_splits(n, labels=None, *, test_fraction, val_fraction, seed, given=None):
-    """Train/val/test index arrays: the data's own split where given, else seeded and stratified."""
+def make_splits(n, labels=None, *, test_fraction, val_fraction, seed, given=None, train_fraction=1.0):
+    """Train/val/test index arrays: the data's own split where given, else seeded and stratified.
+
+    ``train_fraction`` < 1 keeps that share of the training and validation examples (stratified,
+    seeded) and the whole test split, for label-efficiency studies."""
+    splits = _make_splits(n, labels, test_fraction=test_fraction, val_fraction=val_fraction,
+                          seed=seed, given=given)
+    if train_fraction >= 1:
+        return splits
+    def keep(part):
+        return part if np.ceil(len(part) * train_fraction) >= len(part) else \
+            _split_off(part, labels, train_fraction, seed)[1]
+
+    train, val = keep(splits.train), keep(splits.val)
+    return Splits(train, val, splits.test, f"{splits.method}; {train_fraction:.0%} of train and validation kept")
+
+
+def _make_splits(n, labels, *, test_fraction, val_fraction, seed, given):
     if n < 3:
         raise UserError(f"the dataset has {n} examples; at least 3 are needed to train and test")
     all_indices = np.arange(n)

@@ -2,7 +2,8 @@
 
 Weights are copied layer by layer by name, so another input size works unchanged (convolution
 kernels are size-free) and a grayscale <-> RGB change adapts the first convolution (kernels summed
-over RGB, or replicated / 3). Any other shape mismatch names the layer.
+over RGB, or replicated / 3). A text task with its own vocabulary takes the source's embedding
+row of every token both vocabularies share. Any other shape mismatch names the layer.
 """
 
 import json
@@ -52,12 +53,14 @@ def builder_options(config, arguments=None):
     return {**options, **(arguments or {})}
 
 
-def build_backbone(config, input_shape, modality, arguments=None):
+def build_backbone(config, input_shape, modality, arguments=None, vocabulary=None):
     """The task's backbone: fresh, from ``--backbone-from RUN_DIR`` or ``--backbone-weights FILE``.
 
     Returns (backbone, lineage dict or None). With ``backbone_from`` the source run's
     architecture and options win over ``config.backbone``. ``arguments`` are builder arguments
-    that come from the data (a text vocabulary size) and win over ``backbone_options``.
+    that come from the data (a text vocabulary size) and win over ``backbone_options``. With a
+    ``vocabulary`` (text), embedding rows are matched by token with the source run's vocabulary;
+    the lineage counts how many were carried over.
     """
     if config.backbone_from:
         meta = source_run_meta(config.backbone_from)
@@ -69,8 +72,12 @@ def build_backbone(config, input_shape, modality, arguments=None):
         target = create_backbone(meta["name"], input_shape, **builder_options(config, arguments))
         source = create_backbone(meta["name"], tuple(meta["input_shape"]), **config.backbone_options)
         _load_exact(source, Path(config.backbone_from) / WEIGHTS_FILE)
-        copy_weights(source, target, where=config.backbone_from)
-        return target, lineage(config.backbone_from)
+        rows = _vocabulary_rows(config.backbone_from, vocabulary)
+        copy_weights(source, target, where=config.backbone_from, rows=rows)
+        origin = lineage(config.backbone_from)
+        if rows is not None:
+            origin["vocabulary"] = {"matched": int(len(rows[0])), "new": int(len(vocabulary) - len(rows[0]))}
+        return target, origin
     entry = BACKBONES.entry(config.backbone)
     if entry.meta["modality"] != modality:
         raise UserError(f"--backbone {config.backbone} is a {entry.meta['modality']} backbone; "
@@ -94,8 +101,23 @@ def _load_exact(backbone, path):
         raise UserError(f"{path}: does not fit backbone {backbone.name!r}: {first}") from None
 
 
-def copy_weights(source, target, *, where):
-    """Copy weights layer by layer (same names), adapting 1<->3 input channels; else name the layer."""
+def _vocabulary_rows(run_dir, vocabulary):
+    """(target rows, source rows) of the tokens both vocabularies hold, or None without one."""
+    path = Path(run_dir) / "assets" / "vocabulary.txt"
+    if vocabulary is None or not path.is_file():
+        return None
+    from pipelines.tokenizer import read_vocabulary
+
+    source = {token: i for i, token in enumerate(read_vocabulary(path))}
+    pairs = [(i, source[token]) for i, token in enumerate(vocabulary) if token in source]
+    return np.array([p[0] for p in pairs], int), np.array([p[1] for p in pairs], int)
+
+
+def copy_weights(source, target, *, where, rows=None):
+    """Copy weights layer by layer (same names), adapting 1<->3 input channels; else name the layer.
+
+    ``rows`` = (target rows, source rows): an embedding table whose vocabulary differs takes the
+    source's row for every shared token and keeps its fresh initialisation for the others."""
     for layer in target.layers:
         if not layer.weights:
             continue
@@ -105,7 +127,12 @@ def copy_weights(source, target, *, where):
             raise UserError(f"{where}: the source backbone has no layer {layer.name!r}") from None
         values = []
         for have, want in zip(src.get_weights(), layer.get_weights()):
-            if have.shape != want.shape:
+            if have.shape != want.shape and rows is not None and have.ndim == 2 \
+                    and have.shape[1] == want.shape[1]:
+                (mine, theirs), mapped = rows, want.copy()
+                mapped[mine] = have[theirs]
+                have = mapped
+            elif have.shape != want.shape:
                 have = _adapt_channels(have, want.shape, layer.name, where)
             values.append(have)
         layer.set_weights(values)

@@ -49,7 +49,8 @@ def _load_split_data(task, config, run_dir, resume):
     else:
         splits = make_splits(len(dataset), task.stratify_labels(dataset),
                              test_fraction=config.test_fraction, val_fraction=config.val_fraction,
-                             seed=config.seed, given=dataset.given_splits)
+                             seed=config.seed, given=dataset.given_splits,
+                             train_fraction=config.train_fraction)
     return dataset, splits
 
 
@@ -78,7 +79,8 @@ def train(task_name, *, config=None, resume=None, quiet=False, echo=print):
     arguments = task.backbone_arguments(info, config)
     with strategy.scope():
         backbone, origin = transfer.build_backbone(config, task.input_shape(info), task.modality,
-                                                   arguments=arguments)
+                                                   arguments=arguments,
+                                                   vocabulary=info.get("vocabulary") if task.modality == "text" else None)
         model = task.build(backbone, info, config)
     runs.write_json(run_dir / runs.CONFIG_FILE, {
         "task": task.name, "config": config_lib.to_dict(config),
@@ -157,6 +159,10 @@ def _context(task, config, description, splits, origin, train_figures=None):
     if origin:
         lines.append(("Backbone from", f"{origin.get('run_dir')} (task {origin.get('task')}, data "
                                        f"{origin.get('data')}, metrics {origin.get('metrics')})"))
+        if origin.get("vocabulary"):
+            rows = origin["vocabulary"]
+            lines.append(("Embedding rows", f"{rows['matched']} tokens carried over from the source "
+                                            f"vocabulary, {rows['new']} initialised fresh"))
     if train_figures:
         lines.append(("Training", f"{train_figures['epochs']} epochs in {train_figures['seconds']} s "
                                   f"({train_figures['samples_per_second']} samples/s), best epoch "

@@ -31,6 +31,18 @@ def test_given_splits_are_honoured():
     assert "given by the data" in splits.method
 
 
+def test_train_fraction_keeps_the_test_split_and_stratifies_the_rest():
+    labels = np.repeat(np.arange(2), [160, 40])
+    full = make_splits(200, labels, test_fraction=0.2, val_fraction=0.1, seed=0)
+    part = make_splits(200, labels, test_fraction=0.2, val_fraction=0.1, seed=0, train_fraction=0.25)
+    assert part.test.tolist() == full.test.tolist()
+    assert set(part.train) <= set(full.train) and set(part.val) <= set(full.val)
+    assert len(part.train) == 36 and np.bincount(labels[part.train]).tolist() == [29, 7]
+    assert "25% of train and validation kept" in part.method
+    tiny = make_splits(10, None, test_fraction=0.2, val_fraction=0.1, seed=0, train_fraction=0.5)
+    assert len(tiny.val) == 1 and len(tiny.train) == 4
+
+
 def test_too_few_examples():
     with pytest.raises(UserError, match="at least 3"):
         make_splits(2, [0, 1], test_fraction=0.2, val_fraction=0.1, seed=0)

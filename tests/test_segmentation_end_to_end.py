@@ -79,6 +79,8 @@ def test_2d_folder_trains_evaluates_and_predicts_png_masks(tmp_path, capsys):
     capsys.readouterr()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["baseline"]["name"] == "otsu_threshold"
+    preprocessing = json.loads((run_dir / "config.json").read_text())["preprocessing"]
+    assert preprocessing["class_names"] == ["background", "foreground"] and not preprocessing["tiled"]
     assert run_cli("evaluate", run_dir, "--json") == 0
     assert json.loads(capsys.readouterr().out)["n_samples"] == metrics["n_samples"]
     assert run_cli("predict", run_dir, data / "images" / "cell_0.png", "--out", tmp_path / "pred",

@@ -157,12 +157,33 @@ def test_evaluate_a_text_run_again(csv_run, capsys):
     assert document["metrics"]["accuracy"] == pytest.approx(saved["metrics"]["accuracy"], abs=1e-6)
 
 
-def test_backbone_from_a_text_run_reuses_its_vocabulary(csv_run, tmp_path):
-    lines = ["text,label"] + [f"{t},{l}" for t, l in _messages(seed=2, n=40)]
+def test_backbone_from_a_text_run_matches_embedding_rows_by_token(csv_run, tmp_path):
+    """The new task keeps its own vocabulary; every token it shares with the source run starts
+    from the source's embedding row, exactly, and the others are counted as new."""
+    lines = ["text,label"] + [f"{t} zebra quokka,{l}" for t, l in _messages(seed=2, n=40)]
     (tmp_path / "more.csv").write_text("\n".join(lines) + "\n")
     assert run_cli("train", "text-classification", "--data", tmp_path / "more.csv", "--output",
-                   tmp_path / "runs", "--backbone-from", csv_run, "--epochs", 1, "--quiet") == 0
+                   tmp_path / "runs", "--backbone-from", csv_run, "--epochs", 1, "--quiet",
+                   "--set", "learning_rate=1e-9") == 0
     (child,) = (tmp_path / "runs" / "text-classification").iterdir()
-    assert (child / "assets" / "vocabulary.txt").read_text() == \
-        (csv_run / "assets" / "vocabulary.txt").read_text()
-    assert json.loads((child / "config.json").read_text())["lineage"]["run_dir"] == str(csv_run)
+    mine = (child / "assets" / "vocabulary.txt").read_text().split("\n")[:-1]
+    theirs = (csv_run / "assets" / "vocabulary.txt").read_text().split("\n")[:-1]
+    assert "zebra" in mine and "zebra" not in theirs
+    config = json.loads((child / "config.json").read_text())
+    shared = [t for t in mine if t in theirs]
+    assert config["lineage"]["run_dir"] == str(csv_run)
+    assert config["lineage"]["vocabulary"] == {"matched": len(shared), "new": len(mine) - len(shared)}
+    assert "carried over from the source vocabulary" in (child / "report.md").read_text()
+    import h5py
+
+    def table(run_dir):
+        with h5py.File(run_dir / "backbone.weights.h5") as handle:
+            found = []
+            handle.visititems(lambda name, item: found.append(item[()]) if isinstance(item, h5py.Dataset)
+                              and item.ndim == 2 and item.shape[0] > 20 else None)
+            return found[0]
+
+    before, after = table(csv_run), table(child)
+    assert after.shape[0] == len(mine)
+    for token in shared:
+        np.testing.assert_allclose(after[mine.index(token)], before[theirs.index(token)], atol=1e-6)

@@ -94,7 +94,8 @@ class MedicalSegmentation(Task):
                                          else int(max(c.mask.max() for c in cases)) + 1)
         if n_classes < 2:
             raise UserError(f"{train.spec}: the masks hold only background; nothing to segment")
-        names = train.info.get("class_names") or ["background"] + [f"class {i}" for i in range(1, n_classes)]
+        names = train.info.get("class_names") or (["background", "foreground"] if n_classes == 2 else
+                                                  ["background"] + [f"class {i}" for i in range(1, n_classes)])
         three_d = cases[0].mask.ndim == 3
         size = int(max(config.image_size, min_size))
         larger = np.median([max(c.mask.shape[:2]) for c in cases]) > size

@@ -60,18 +60,13 @@ class TextClassification(ClassificationTask):
 
     # -- preprocessing -----------------------------------------------------------------------
     def fit_preprocessing(self, train, config, min_size):
-        if config.backbone_from:
-            source = Path(config.backbone_from) / "assets"
-            vocabulary = tokenizing.read_vocabulary(source / tokenizing.VOCABULARY_FILE)
-            source_info = self.load_assets(source)
+        kind = config.tokenizer
+        if config.backbone_from:  # tokenize as the source did, so its embedding rows match by token
+            source_info = self.load_assets(Path(config.backbone_from) / "assets")
             kind = source_info.get("tokenizer", "word")
             config.lowercase = source_info.get("lowercase", True)
-        else:
-            kind = config.tokenizer
-            vocabulary = tokenizing.build_vocabulary(train.x, tokenizer=kind,
-                                                     max_size=config.vocabulary_size,
-                                                     min_count=config.min_count,
-                                                     lowercase=config.lowercase)
+        vocabulary = tokenizing.build_vocabulary(train.x, tokenizer=kind, max_size=config.vocabulary_size,
+                                                 min_count=config.min_count, lowercase=config.lowercase)
         length = config.max_length
         if not length:
             probe = tokenizing.TextTokenizer(vocabulary, 1, tokenizer=kind, lowercase=config.lowercase)

@@ -1,0 +1,126 @@
+"""Does a reused backbone help when labels are scarce? Test metric vs share of training labels.
+
+For each pair a source run is trained once on its full data. Then the target task is trained on
+5 %, 10 %, 25 % and 100 % of its training (and validation) examples (``train_fraction``; the test
+split never changes), three ways, over three seeds:
+- ``scratch``: a fresh backbone;
+- ``frozen``: ``--backbone-from SOURCE --freeze-backbone`` (the head only);
+- ``fine-tuned``: ``--backbone-from SOURCE`` (every layer trains from the reused weights).
+
+Pairs (real data from ../shared/datasets, which only the development checkout has):
+- image: handwritten digits (builtin:digits) -> chest X-rays (pneumoniamnist, 28x28);
+- text: SMS spam (builtin:sms_spam) -> TREC question types (trec_questions).
+
+Writes benchmarks/transfer_benefit.json (every run), a Markdown table on stdout and
+benchmarks/transfer_benefit.png (mean and range over seeds). Run by hand, on a quiet machine:
+    python benchmarks/transfer_benefit.py [image|text ...] [--seeds 0,1,2] [--fractions 0.05,...]
+The image pair takes about 25 minutes and the text pair about 30 on a 2-core CPU.
+"""
+
+import argparse
+import json
+import tempfile
+import warnings
+from pathlib import Path
+
+warnings.filterwarnings("ignore")
+
+from pipelines import workflow  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parents[1] / "shared" / "datasets"
+PAIRS = {
+    "image": {"task": "image-classification", "metric": "accuracy",
+              "source": {"data": "builtin:digits"},
+              "target": {"data": str(SHARED / "pneumoniamnist"), "image_size": 28}},
+    "text": {"task": "text-classification", "metric": "accuracy",
+             "source": {"data": "builtin:sms_spam"},
+             "target": {"data": str(SHARED / "trec_questions")}},
+}
+VARIANTS = {"scratch": {}, "frozen": {"freeze_backbone": True}, "fine-tuned": {}}
+
+
+def _train(task_name, sets, output):
+    task = workflow.get_task(task_name)
+    config = workflow.resolve_config(task, sets={**sets, "output": output})
+    run_dir = workflow.train(task.name, config=config, quiet=True, echo=lambda *_: None)
+    return run_dir, json.loads((run_dir / "metrics.json").read_text())
+
+
+def run_pair(name, seeds, fractions, output):
+    pair = PAIRS[name]
+    source_dir, source = _train(pair["task"], pair["source"], output)
+    rows = []
+    for fraction in fractions:
+        for seed in seeds:
+            for variant, extra in VARIANTS.items():
+                sets = {**pair["target"], **extra, "seed": seed, "train_fraction": fraction}
+                if variant != "scratch":
+                    sets["backbone_from"] = str(source_dir)
+                _, metrics = _train(pair["task"], sets, output)
+                rows.append({"pair": name, "fraction": fraction, "seed": seed, "variant": variant,
+                             "metric": pair["metric"], "value": metrics["metrics"][pair["metric"]],
+                             "seconds": metrics["train"]["seconds"]})
+                print(json.dumps(rows[-1]), flush=True)
+    return {"source": {"data": pair["source"]["data"], "metrics": source["metrics"]}, "rows": rows}
+
+
+def table(results):
+    import pandas as pd
+
+    lines = []
+    for name, result in results.items():
+        frame = pd.DataFrame(result["rows"])
+        summary = frame.groupby(["fraction", "variant"])["value"].agg(["mean", "min", "max"]).reset_index()
+        lines += [f"\n{name}: source {result['source']['data']} "
+                  f"({', '.join(f'{k} {v:.3f}' for k, v in result['source']['metrics'].items())}), "
+                  f"test {frame['metric'].iloc[0]}, mean (min-max) over seeds {sorted(frame['seed'].unique())}\n",
+                  "| train share | " + " | ".join(VARIANTS) + " |", "|---|" + "---|" * len(VARIANTS)]
+        for fraction, part in summary.groupby("fraction"):
+            cells = {r["variant"]: f"{r['mean']:.3f} ({r['min']:.3f}-{r['max']:.3f})" for _, r in part.iterrows()}
+            lines.append(f"| {fraction:.0%} | " + " | ".join(cells.get(v, "") for v in VARIANTS) + " |")
+    return "\n".join(lines)
+
+
+def plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.6), squeeze=False)
+    for ax, (name, result) in zip(axes[0], results.items()):
+        frame = pd.DataFrame(result["rows"])
+        for variant, part in frame.groupby("variant"):
+            stats = part.groupby("fraction")["value"].agg(["mean", "min", "max"])
+            ax.plot(stats.index, stats["mean"], marker="o", label=variant)
+            ax.fill_between(stats.index, stats["min"], stats["max"], alpha=0.2)
+        ax.set_xscale("log")
+        ax.set_xlabel("share of target training labels")
+        ax.set_ylabel(f"test {frame['metric'].iloc[0]}")
+        ax.set_title(f"{name}: {result['source']['data']} -> target")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("pairs", nargs="*", default=list(PAIRS), choices=list(PAIRS))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--fractions", default="0.05,0.1,0.25,1.0")
+    args = parser.parse_args()
+    if not SHARED.is_dir():
+        raise SystemExit(f"{SHARED} is absent: this benchmark needs the development checkout's shared data")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    fractions = [float(f) for f in args.fractions.split(",")]
+    with tempfile.TemporaryDirectory() as output:
+        results = {name: run_pair(name, seeds, fractions, output) for name in args.pairs}
+    (HERE / "transfer_benefit.json").write_text(json.dumps(results, indent=1))
+    plot(results, HERE / "transfer_benefit.png")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
