@@ -88,6 +88,15 @@ def test_beam_search_finds_the_likelier_caption_greedy_misses():
     assert beam[0].attention.shape == (2, 4)  # one row per emitted token, the end included
 
 
+def test_unknown_and_padding_tokens_are_never_emitted():
+    words = list(vocab.SPECIAL) + ["x"]
+    table = np.zeros((5, 5))
+    table[2, 1], table[2, 0], table[2, 4] = 0.6, 0.3, 0.1  # the unknown word is likeliest
+    table[4, 3] = 1.0
+    writer = _TableWriter(table, words)
+    assert writer.greedy(np.zeros((1, 8, 8, 3)))[0].words == ["x"]
+
+
 def test_length_normalisation_lets_longer_captions_win():
     words = list(vocab.SPECIAL) + ["x", "y", "z"]
     table = np.zeros((7, 7))

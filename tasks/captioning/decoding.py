@@ -2,7 +2,8 @@
 
 Both run the decoder one word at a time (:meth:`AttentionDecoder.step`) for a batch of images,
 keeping every word's attention weights so the report and ``predict --json`` can show where the
-model looked. Greedy decoding is beam search of width 1.
+model looked. Padding, start and unknown tokens are never emitted (a caption reading "[UNK]"
+tells the user nothing). Greedy decoding is beam search of width 1.
 
 Beam search keeps ``width`` live hypotheses per image. A hypothesis ends when it emits the end
 token; it is then scored by its summed log-probability divided by ``length ** alpha`` (``alpha``
@@ -80,7 +81,7 @@ class CaptionWriter:
         for length in range(1, self.max_length + 2):
             log_probs, state, weights = self._step(features, keys, tokens, state)
             log_probs = np.array(log_probs).reshape(n, width, -1)
-            log_probs[..., vocab.PAD_ID] = log_probs[..., vocab.START_ID] = -np.inf
+            log_probs[..., [vocab.PAD_ID, vocab.UNK_ID, vocab.START_ID]] = -np.inf  # never emitted
             weights = np.asarray(weights).reshape(n, width, positions)
             vocabulary_size = log_probs.shape[-1]
             total = (scores[..., None] + log_probs).reshape(n, -1)
