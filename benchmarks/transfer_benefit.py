@@ -74,7 +74,7 @@ def table(results):
         summary = frame.groupby(["fraction", "variant"])["value"].agg(["mean", "min", "max"]).reset_index()
         lines += [f"\n{name}: source {result['source']['data']} "
                   f"({', '.join(f'{k} {v:.3f}' for k, v in result['source']['metrics'].items())}), "
-                  f"test {frame['metric'].iloc[0]}, mean (min-max) over seeds {sorted(frame['seed'].unique())}\n",
+                  f"test {frame['metric'].iloc[0]}, mean (min-max) over seeds {sorted(int(s) for s in frame['seed'].unique())}\n",
                   "| train share | " + " | ".join(VARIANTS) + " |", "|---|" + "---|" * len(VARIANTS)]
         for fraction, part in summary.groupby("fraction"):
             cells = {r["variant"]: f"{r['mean']:.3f} ({r['min']:.3f}-{r['max']:.3f})" for _, r in part.iterrows()}
