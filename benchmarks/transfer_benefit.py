@@ -62,7 +62,8 @@ def run_pair(name, seeds, fractions, output):
                              "metric": pair["metric"], "value": metrics["metrics"][pair["metric"]],
                              "seconds": metrics["train"]["seconds"]})
                 print(json.dumps(rows[-1]), flush=True)
-    return {"source": {"data": pair["source"]["data"], "metrics": source["metrics"]}, "rows": rows}
+    return {"source": {"data": pair["source"]["data"], "metrics": source["metrics"]},
+            "target": Path(pair["target"]["data"]).name, "rows": rows}
 
 
 def table(results):
@@ -99,7 +100,7 @@ def plot(results, path):
         ax.set_xscale("log")
         ax.set_xlabel("share of target training labels")
         ax.set_ylabel(f"test {frame['metric'].iloc[0]}")
-        ax.set_title(f"{name}: {result['source']['data']} -> target")
+        ax.set_title(f"{name}: {result['source']['data']} -> {result.get('target', 'target')}")
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
