@@ -11,7 +11,8 @@ Pairs (real data from ../shared/datasets, which only the development checkout ha
 - image: handwritten digits (builtin:digits) -> chest X-rays (pneumoniamnist, 28x28);
 - text: SMS spam (builtin:sms_spam) -> TREC question types (trec_questions).
 
-Writes benchmarks/transfer_benefit.json (every run), a Markdown table on stdout and
+Writes benchmarks/transfer_benefit.json (every run; pairs not run now keep their earlier
+results), a Markdown table on stdout and
 benchmarks/transfer_benefit.png (mean and range over seeds). Run by hand, on a quiet machine:
     python benchmarks/transfer_benefit.py [image|text ...] [--seeds 0,1,2] [--fractions 0.05,...]
 The image pair takes about 25 minutes and the text pair about 30 on a 2-core CPU.
@@ -116,9 +117,12 @@ def main():
         raise SystemExit(f"{SHARED} is absent: this benchmark needs the development checkout's shared data")
     seeds = [int(s) for s in args.seeds.split(",")]
     fractions = [float(f) for f in args.fractions.split(",")]
+    saved = HERE / "transfer_benefit.json"  # pairs run earlier stay; the ones run now replace theirs
+    results = json.loads(saved.read_text()) if saved.is_file() else {}
     with tempfile.TemporaryDirectory() as output:
-        results = {name: run_pair(name, seeds, fractions, output) for name in args.pairs}
-    (HERE / "transfer_benefit.json").write_text(json.dumps(results, indent=1))
+        for name in args.pairs:
+            results[name] = run_pair(name, seeds, fractions, output)
+            saved.write_text(json.dumps(results, indent=1))
     plot(results, HERE / "transfer_benefit.png")
     print(table(results))
 
