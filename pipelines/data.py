@@ -15,6 +15,16 @@ SPLIT_NAMES = ("train", "val", "test")
 SHIPPED_DATA = Path(__file__).resolve().parents[1] / "data"  # the repository's data/ folder
 
 
+def builtin_name(spec, known, task):
+    """NAME of ``builtin:NAME`` when ``known`` holds it; otherwise a UserError listing the
+    task's built-in datasets."""
+    name = spec.split(":", 1)[1]
+    if name not in known:
+        raise UserError(f"--data {spec}: unknown built-in dataset; {task} has "
+                        f"{', '.join('builtin:' + n for n in known)}")
+    return name
+
+
 def shipped_path(spec, relative):
     """Where a built-in dataset's files live in ``data/``; a clear error when they are absent
     (an installation made without the repository's data folder)."""
@@ -122,6 +132,7 @@ def make_splits(n, labels=None, *, test_fraction, val_fraction, seed, given=None
                           seed=seed, given=given)
     if train_fraction >= 1:
         return splits
+
     def keep(part):
         return part if np.ceil(len(part) * train_fraction) >= len(part) else \
             _split_off(part, labels, train_fraction, seed)[1]

@@ -103,10 +103,11 @@ def _load_exact(backbone, path):
 
 def _vocabulary_rows(run_dir, vocabulary):
     """(target rows, source rows) of the tokens both vocabularies hold, or None without one."""
-    path = Path(run_dir) / "assets" / "vocabulary.txt"
+    from pipelines.tokenizer import VOCABULARY_FILE, read_vocabulary
+
+    path = Path(run_dir) / "assets" / VOCABULARY_FILE
     if vocabulary is None or not path.is_file():
         return None
-    from pipelines.tokenizer import read_vocabulary
 
     source = {token: i for i, token in enumerate(read_vocabulary(path))}
     pairs = [(i, source[token]) for i, token in enumerate(vocabulary) if token in source]

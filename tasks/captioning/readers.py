@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import imaging
-from pipelines.data import Dataset
+from pipelines.data import Dataset, builtin_name
 from pipelines.errors import UserError
 from tasks.captioning import shapes
 
@@ -24,10 +24,7 @@ SHAPES_SIZE = 32
 
 def load(spec, *, image_size=None):
     if spec.startswith("builtin:"):
-        name = spec.split(":", 1)[1]
-        if name not in BUILTIN:
-            raise UserError(f"--data {spec}: unknown built-in dataset; captioning has "
-                            f"{', '.join('builtin:' + n for n in BUILTIN)}")
+        name = builtin_name(spec, BUILTIN, "captioning")
         images, references = shapes.generate()
         if image_size and image_size != SHAPES_SIZE:
             images = imaging.resize_batch(images, image_size)

@@ -131,7 +131,7 @@ class Captioning(Task):
 
         nearest = np.argmax(pooled(test.x) @ pooled(train.x).T, axis=1)
         hypotheses = [_consensus(train.y[i]) for i in nearest]
-        values, per_image = scores.caption_scores(list(test.y), hypotheses)
+        values, _ = scores.caption_scores(list(test.y), hypotheses)
         return {"name": "nearest_neighbour_retrieval", "metrics": values}
 
     def tables(self, dataset, outputs, info):

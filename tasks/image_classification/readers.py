@@ -11,16 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import imaging
-from pipelines.data import (SPLIT_NAMES, Dataset, given_splits, require_columns,
+from pipelines.data import (SPLIT_NAMES, Dataset, builtin_name, given_splits, require_columns,
                             require_two_classes)
 from pipelines.errors import UserError
 
 def load(spec, *, image_size=None, channels=None, path_column="path", label_column="label"):
     if spec.startswith("builtin:"):
-        name = spec.split(":", 1)[1]
-        if name != "digits":
-            raise UserError(f"--data {spec}: unknown built-in dataset; image-classification has "
-                            f"builtin:digits")
+        builtin_name(spec, ("digits",), "image-classification")
         return load_digits()
     path = Path(spec)
     if not path.exists():

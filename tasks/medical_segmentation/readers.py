@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import imaging
-from pipelines.data import shipped_path
+from pipelines.data import builtin_name, shipped_path
 from pipelines.errors import UserError
 from tasks.medical_segmentation import volumes
 
@@ -112,10 +112,7 @@ def load_msd(root, *, n_classes=None):
 def load_builtin(spec, *, n_classes=None):
     """(cases, class names, description) of ``builtin:hippocampus`` (shipped in data/) or
     ``builtin:phantoms`` (generated)."""
-    name = spec.split(":", 1)[1]
-    if name not in BUILTIN:
-        raise UserError(f"--data {spec}: unknown built-in dataset; medical-segmentation has "
-                        f"{', '.join('builtin:' + n for n in BUILTIN)}")
+    name = builtin_name(spec, BUILTIN, "medical-segmentation")
     if name == "phantoms":
         return phantoms(), ["background", "organ", "lesion"], BUILTIN[name]
     root = shipped_path(spec, "hippocampus")

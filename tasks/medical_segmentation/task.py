@@ -128,23 +128,26 @@ class MedicalSegmentation(Task):
         import tensorflow as tf
 
         rng = np.random.default_rng(0)
-        size = info["image_size"]
+        size, tiled = info["image_size"], info.get("tiled")  # runs from before tiling lack the key
+
+        def edge_to_edge(arrays):  # native-scale crops covering each slice
+            return np.concatenate([tiles.grid(a, size, size)[0] for a in arrays])
+
         xs, ys = [], []
         for case in dataset.x:
             images, masks = self.case_slices(case, info)
-            if info.get("tiled"):  # crops at native scale, edge to edge
-                pairs = [(tiles.grid(i, size, size)[0], tiles.grid(m, size, size)[0]) for i, m in zip(images, masks)]
-                images, masks = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+            if tiled:
+                images, masks = edge_to_edge(images), edge_to_edge(masks)
             keep = masks.reshape(len(masks), -1).any(axis=1) | (rng.random(len(masks)) < info["empty_slice_fraction"])
-            if (info["volumes"] or info.get("tiled")) and keep.any():
+            if (info["volumes"] or tiled) and keep.any():
                 images, masks = images[keep], masks[keep]
-            if info.get("tiled"):
+            if tiled:
                 xs.append(images.astype(np.float32))
                 ys.append(masks.astype(np.int32))
-                continue
-            xs.append(self.resize_images(images, info))
-            ys.append(tf.image.resize(masks[..., None].astype(np.float32), (size, size),
-                                      method="nearest").numpy()[..., 0].astype(np.int32))
+            else:
+                xs.append(self.resize_images(images, info))
+                ys.append(tf.image.resize(masks[..., None].astype(np.float32), (size, size),
+                                          method="nearest").numpy()[..., 0].astype(np.int32))
         return np.concatenate(xs), np.concatenate(ys)
 
     def augment(self, config, info):

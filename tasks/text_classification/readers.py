@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.data import (SPLIT_NAMES, Dataset, given_splits, require_columns,
+from pipelines.data import (SPLIT_NAMES, Dataset, builtin_name, given_splits, require_columns,
                             require_two_classes, shipped_path)
 from pipelines.errors import UserError
 
@@ -22,10 +22,7 @@ TABLE_SUFFIXES = (".csv", ".tsv", ".txt")
 
 def load(spec, *, text_column="text", label_column="label", delimiter=None, encoding="utf-8"):
     if spec.startswith("builtin:"):
-        name = spec.split(":", 1)[1]
-        if name not in BUILTIN:
-            raise UserError(f"--data {spec}: unknown built-in dataset; text-classification has "
-                            f"{', '.join('builtin:' + n for n in BUILTIN)}")
+        name = builtin_name(spec, BUILTIN, "text-classification")
         relative, description = BUILTIN[name]
         path = shipped_path(spec, relative)
         dataset = load_table(path, text_column="text", label_column="label")
