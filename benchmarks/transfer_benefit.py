@@ -9,13 +9,18 @@ split never changes), three ways, over three seeds:
 
 Pairs (real data from ../shared/datasets, which only the development checkout has):
 - image: handwritten digits (builtin:digits) -> chest X-rays (pneumoniamnist, 28x28);
-- text: SMS spam (builtin:sms_spam) -> TREC question types (trec_questions).
+- text: SMS spam (builtin:sms_spam) -> TREC question types (trec_questions);
+- medical: the encoder of a hippocampus MRI segmentation run (builtin:hippocampus) -> chest
+  X-rays (pneumoniamnist). Scratch then uses the source's architecture (basic_cnn 16/32/64 with
+  batch norm), so only the starting weights differ.
 
 Writes benchmarks/transfer_benefit.json (every run; pairs not run now keep their earlier
 results), a Markdown table on stdout and
 benchmarks/transfer_benefit.png (mean and range over seeds). Run by hand, on a quiet machine:
-    python benchmarks/transfer_benefit.py [image|text ...] [--seeds 0,1,2] [--fractions 0.05,...]
-The image pair takes about 25 minutes and the text pair about 30 on a 2-core CPU.
+    python benchmarks/transfer_benefit.py [image|text|medical ...] [--seeds 0,1,2]
+        [--fractions 0.05,...] [--source-run PAIR=RUN_DIR]
+The image pair takes about 25 minutes, the text pair about 30 and the medical pair about 35 on a
+2-core CPU.
 """
 
 import argparse
@@ -37,6 +42,10 @@ PAIRS = {
     "text": {"task": "text-classification", "metric": "accuracy",
              "source": {"data": "builtin:sms_spam"},
              "target": {"data": str(SHARED / "trec_questions")}},
+    "medical": {"task": "image-classification", "metric": "accuracy",
+                "source_task": "medical-segmentation", "scratch_like_source": True,
+                "source": {"data": "builtin:hippocampus"},
+                "target": {"data": str(SHARED / "pneumoniamnist"), "image_size": 28}},
 }
 VARIANTS = {"scratch": {}, "frozen": {"freeze_backbone": True}, "fine-tuned": {}}
 
@@ -48,9 +57,16 @@ def _train(task_name, sets, output):
     return run_dir, json.loads((run_dir / "metrics.json").read_text())
 
 
-def run_pair(name, seeds, fractions, output):
+def run_pair(name, seeds, fractions, output, source_run=None):
     pair = PAIRS[name]
-    source_dir, source = _train(pair["task"], pair["source"], output)
+    if source_run:  # a finished run of the pair's source task and data, trained earlier
+        source_dir, source = Path(source_run), json.loads((Path(source_run) / "metrics.json").read_text())
+    else:
+        source_dir, source = _train(pair.get("source_task", pair["task"]), pair["source"], output)
+    scratch = {}
+    if pair.get("scratch_like_source"):  # same architecture, fresh weights
+        meta = json.loads((source_dir / "backbone.json").read_text())
+        scratch = {"backbone": meta["name"], "backbone_options": meta["options"]}
     rows = []
     for fraction in fractions:
         for seed in seeds:
@@ -58,12 +74,15 @@ def run_pair(name, seeds, fractions, output):
                 sets = {**pair["target"], **extra, "seed": seed, "train_fraction": fraction}
                 if variant != "scratch":
                     sets["backbone_from"] = str(source_dir)
+                else:
+                    sets.update(scratch)
                 _, metrics = _train(pair["task"], sets, output)
                 rows.append({"pair": name, "fraction": fraction, "seed": seed, "variant": variant,
                              "metric": pair["metric"], "value": metrics["metrics"][pair["metric"]],
                              "seconds": metrics["train"]["seconds"]})
                 print(json.dumps(rows[-1]), flush=True)
-    return {"source": {"data": pair["source"]["data"], "metrics": source["metrics"]},
+    return {"source": {"data": pair["source"]["data"], "task": source["task"],
+                       "metrics": source["metrics"]},
             "target": Path(pair["target"]["data"]).name, "rows": rows}
 
 
@@ -112,16 +131,19 @@ def main():
     parser.add_argument("pairs", nargs="*", default=list(PAIRS), choices=list(PAIRS))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--fractions", default="0.05,0.1,0.25,1.0")
+    parser.add_argument("--source-run", action="append", default=[], metavar="PAIR=RUN_DIR",
+                        help="reuse a finished source run (the pair's source task and data, defaults)")
     args = parser.parse_args()
     if not SHARED.is_dir():
         raise SystemExit(f"{SHARED} is absent: this benchmark needs the development checkout's shared data")
     seeds = [int(s) for s in args.seeds.split(",")]
     fractions = [float(f) for f in args.fractions.split(",")]
+    source_runs = dict(item.split("=", 1) for item in args.source_run)
     saved = HERE / "transfer_benefit.json"  # pairs run earlier stay; the ones run now replace theirs
     results = json.loads(saved.read_text()) if saved.is_file() else {}
     with tempfile.TemporaryDirectory() as output:
         for name in args.pairs:
-            results[name] = run_pair(name, seeds, fractions, output)
+            results[name] = run_pair(name, seeds, fractions, output, source_runs.get(name))
             saved.write_text(json.dumps(results, indent=1))
     plot(results, HERE / "transfer_benefit.png")
     print(table(results))

@@ -94,7 +94,12 @@ def build_parser():
     p.add_argument("--format", required=True, choices=("saved_model", "tflite"))
     p.add_argument("--out", metavar="DIR")
 
-    p = verbs.add_parser("runs", help="saved runs with their key metrics")
+    p = verbs.add_parser("export-backbone", help="copy a run's backbone to a .weights.h5 file "
+                         "(+ .json) for --backbone-weights")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--out", required=True, metavar="FILE.weights.h5")
+
+    p = verbs.add_parser("runs", help="saved runs with their key metrics and backbone lineage")
     p.add_argument("task", nargs="?", metavar="TASK")
     p.add_argument("--root", default="saved_models", metavar="DIR")
     return parser
@@ -203,6 +208,15 @@ def cmd_export(args):
     print(workflow.export(args.run_dir, args.format, args.out))
 
 
+def cmd_export_backbone(args):
+    from pipelines import transfer
+
+    written = transfer.export_backbone(args.run_dir, args.out)
+    for path in written:
+        print(path)
+    print(f"reuse it with: cnn-tasks train TASK --backbone-weights {written[0]}", file=sys.stderr)
+
+
 def cmd_runs(args):
     from pipelines import runs
     from pipelines.tasks import get_task
@@ -218,9 +232,14 @@ def cmd_runs(args):
         base = (doc.get("baseline") or {}).get("metrics", {}) if doc else {}
         shown = "  ".join(f"{k} {_fmt(doc['metrics'].get(k))}/{_fmt(base.get(k))}" for k in keys)
         backbone = (doc.get("backbone") or {}) if doc else {}
-        origin = f" <- {backbone['from_run']}" if backbone.get("from_run") else ""
+        origin = "".join(f" <- {_run_name(source)}" for source in runs.backbone_chain(row["run_dir"]))
         print(f"{row['task']:<22}{row['run_dir'].name:<26}{row['state']:<10}"
               f"{_clip(str(doc.get('data', '')), 25):<26}{backbone.get('name', ''):<14}{shown}{origin}")
+
+
+def _run_name(path):
+    """TASK/RUN_ID for a run directory (enough to find it under a root); a gone run says so."""
+    return f"{path.parent.name}/{path.name}" + ("" if path.is_dir() else " (gone)")
 
 
 def _clip(text, width):
@@ -233,7 +252,7 @@ def _fmt(value):
 
 
 COMMANDS = {"tasks": cmd_tasks, "backbones": cmd_backbones, "train": cmd_train,
-            "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export, "runs": cmd_runs}
+            "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export, "export-backbone": cmd_export_backbone, "runs": cmd_runs}
 
 
 def main(argv=None):

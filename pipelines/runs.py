@@ -139,6 +139,26 @@ def list_runs(root, task=None):
     return rows
 
 
+def backbone_chain(run_dir, limit=20):
+    """The runs a run's backbone came through, nearest first: [source, source's source, ...].
+
+    Follows ``metrics.json`` ``backbone.from_run`` (else ``config.json`` ``lineage.run_dir``); stops
+    at a run that started fresh, one that is gone (kept as the last entry), or a loop."""
+    chain, seen = [], {Path(run_dir).resolve()}
+    current = Path(run_dir)
+    for _ in range(limit):
+        source = (read_optional_json(current / METRICS_FILE).get("backbone") or {}).get("from_run") \
+            or (read_optional_json(current / CONFIG_FILE).get("lineage") or {}).get("run_dir")
+        if not source:
+            break
+        current = Path(source)
+        chain.append(current)
+        if current.resolve() in seen or not current.is_dir():
+            break
+        seen.add(current.resolve())
+    return chain
+
+
 def read_optional_json(path):
     """A JSON file's content, or {} when it is absent or unreadable (listing must not fail)."""
     try:

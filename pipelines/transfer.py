@@ -6,7 +6,9 @@ over RGB, or replicated / 3). A text task with its own vocabulary takes the sour
 row of every token both vocabularies share. Any other shape mismatch names the layer.
 """
 
+import dataclasses
 import json
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ import numpy as np
 from pipelines import runs
 from pipelines.backbones import BACKBONE_LAYER_NAME, BACKBONES, create_backbone
 from pipelines.errors import UserError
+from pipelines.tokenizer import VOCABULARY_FILE, read_vocabulary
 
 WEIGHTS_FILE = "backbone.weights.h5"
 META_FILE = "backbone.json"
@@ -33,14 +36,6 @@ def save_backbone(model, run_dir, meta):
     runs.write_json(Path(run_dir) / META_FILE, meta)
 
 
-def source_run_meta(run_dir):
-    run_dir = Path(run_dir)
-    if not (run_dir / WEIGHTS_FILE).is_file() or not (run_dir / META_FILE).is_file():
-        raise UserError(f"--backbone-from {run_dir}: no {WEIGHTS_FILE} + {META_FILE} there "
-                        f"(is it a finished cnn-tasks run?)")
-    return runs.read_json(run_dir / META_FILE)
-
-
 def builder_options(config, arguments=None):
     """The backbone builder's keyword arguments: the user's options, then the data's arguments.
 
@@ -53,47 +48,125 @@ def builder_options(config, arguments=None):
     return {**options, **(arguments or {})}
 
 
-def build_backbone(config, input_shape, modality, arguments=None, vocabulary=None):
-    """The task's backbone: fresh, from ``--backbone-from RUN_DIR`` or ``--backbone-weights FILE``.
+@dataclasses.dataclass
+class Source:
+    """A trained backbone to start from: its weights, its ``backbone.json`` and where it came from."""
 
-    Returns (backbone, lineage dict or None). With ``backbone_from`` the source run's
-    architecture and options win over ``config.backbone``. ``arguments`` are builder arguments
-    that come from the data (a text vocabulary size) and win over ``backbone_options``. With a
-    ``vocabulary`` (text), embedding rows are matched by token with the source run's vocabulary;
-    the lineage counts how many were carried over.
-    """
+    flag: str  # how the user named it, for messages: "--backbone-from RUN" / "--backbone-weights FILE"
+    weights: Path
+    meta: dict
+    vocabulary: typing.Optional[Path]  # the source's token list (text backbones), if known
+    lineage: dict
+
+
+def sidecar(weights_path):
+    """``X.weights.h5`` -> ``X.json``: the architecture file beside a weights file (a run's
+    ``backbone.weights.h5`` has ``backbone.json``; ``export-backbone`` writes the same pair)."""
+    weights_path = Path(weights_path)
+    return weights_path.with_name(weights_path.name[:-len(".weights.h5")] + ".json")
+
+
+def _vocabulary_beside_name(weights_path):
+    weights_path = Path(weights_path)
+    return weights_path.with_name(weights_path.name[:-len(".weights.h5")] + ".vocabulary.txt")
+
+
+def _vocabulary_beside(weights_path):
+    """The token list of a text backbone: ``X.vocabulary.txt`` (exported) or the run's assets."""
+    in_run = Path(weights_path).parent / "assets" / VOCABULARY_FILE
+    return next((p for p in (_vocabulary_beside_name(weights_path), in_run) if p.is_file()), None)
+
+
+def find_source(config):
+    """The Source named by ``backbone_from`` (a run) or ``backbone_weights`` (a file with its
+    ``.json`` beside it); None for a fresh backbone or a bare weights file."""
+    if config.backbone_from and config.backbone_weights:
+        raise UserError("give either --backbone-from RUN_DIR or --backbone-weights FILE, not both")
     if config.backbone_from:
-        meta = source_run_meta(config.backbone_from)
-        if meta["modality"] != modality:
-            raise UserError(f"--backbone-from {config.backbone_from}: that run holds a "
-                            f"{meta['modality']} backbone ({meta['name']}); this task needs "
-                            f"a {modality} backbone")
-        config.backbone, config.backbone_options = meta["name"], dict(meta.get("options") or {})
-        target = create_backbone(meta["name"], input_shape, **builder_options(config, arguments))
-        source = create_backbone(meta["name"], tuple(meta["input_shape"]), **config.backbone_options)
-        _load_exact(source, Path(config.backbone_from) / WEIGHTS_FILE)
-        rows = _vocabulary_rows(config.backbone_from, vocabulary)
-        copy_weights(source, target, where=config.backbone_from, rows=rows)
-        origin = lineage(config.backbone_from)
-        if rows is not None:
-            origin["vocabulary"] = {"matched": int(len(rows[0])), "new": int(len(vocabulary) - len(rows[0]))}
-        return target, origin
-    entry = BACKBONES.entry(config.backbone)
-    if entry.meta["modality"] != modality:
-        raise UserError(f"--backbone {config.backbone} is a {entry.meta['modality']} backbone; "
-                        f"this task needs a {modality} backbone "
-                        f"({', '.join(n for n in BACKBONES.names() if BACKBONES.entry(n).meta['modality'] == modality)})")
-    backbone = create_backbone(config.backbone, input_shape, **builder_options(config, arguments))
+        run_dir = Path(config.backbone_from)
+        flag = f"--backbone-from {run_dir}"
+        if not (run_dir / WEIGHTS_FILE).is_file() or not (run_dir / META_FILE).is_file():
+            raise UserError(f"{flag}: no {WEIGHTS_FILE} + {META_FILE} there "
+                            f"(is it a finished cnn-tasks run?)")
+        return Source(flag, run_dir / WEIGHTS_FILE, runs.read_json(run_dir / META_FILE),
+                      _vocabulary_beside(run_dir / WEIGHTS_FILE), lineage(run_dir))
     if config.backbone_weights:
-        _load_exact(backbone, Path(config.backbone_weights))
-    return backbone, None
+        path = Path(config.backbone_weights)
+        _check_weights_file(path)
+        if not sidecar(path).is_file():
+            return None
+        meta = runs.read_json(sidecar(path))
+        origin = lineage(meta["run_dir"]) if meta.get("run_dir") else {"run_dir": None}
+        return Source(f"--backbone-weights {path}", path, meta, _vocabulary_beside(path),
+                      {**origin, "weights_file": str(path)})
+    return None
 
 
-def _load_exact(backbone, path):
+def _a(word):
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+
+
+def resolve_source(config, modality):
+    """Check the backbone against the task before any data is read, and adopt a source's
+    architecture. Returns the Source or None.
+
+    A source's architecture and options win over the task's defaults; naming another
+    ``--backbone`` with it is a mismatch (exit 2), as is a backbone of another modality."""
+    source = find_source(config)
+    if source is None:
+        name = config.backbone
+        have = BACKBONES.entry(name).meta["modality"]
+        if have != modality:
+            fits = ", ".join(n for n in BACKBONES.names() if BACKBONES.entry(n).meta["modality"] == modality)
+            raise UserError(f"--backbone {name} is {_a(have)} backbone; this task needs "
+                            f"{_a(modality)} backbone ({fits})")
+        return None
+    meta = source.meta
+    if meta["modality"] != modality:
+        raise UserError(f"{source.flag}: that holds {_a(meta['modality'])} backbone ({meta['name']}, "
+                        f"from {source.lineage.get('task') or 'an unknown task'}); this task needs "
+                        f"{_a(modality)} backbone")
+    BACKBONES.entry(meta["name"])  # a name this version does not know is an error, not a crash
+    if config.backbone not in (type(config)().backbone, meta["name"]):
+        raise UserError(f"{source.flag}: that holds {_a(meta['name'])} backbone, but --backbone asks "
+                        f"for {config.backbone}; leave --backbone out to reuse {meta['name']}")
+    config.backbone, config.backbone_options = meta["name"], dict(meta.get("options") or {})
+    return source
+
+
+def build_backbone(config, input_shape, source=None, arguments=None, vocabulary=None):
+    """The task's backbone: fresh, from a Source (see :func:`resolve_source`) or a bare weights file.
+
+    Returns (backbone, lineage dict or None). ``arguments`` are builder arguments that come from
+    the data (a text vocabulary size) and win over ``backbone_options``. With a ``vocabulary``
+    (text), embedding rows are matched by token with the source's vocabulary; the lineage counts
+    how many were carried over.
+    """
+    target = create_backbone(config.backbone, input_shape, **builder_options(config, arguments))
+    if source is None:
+        if config.backbone_weights:
+            _load_exact(target, Path(config.backbone_weights))
+        return target, None
+    built = create_backbone(source.meta["name"], tuple(source.meta["input_shape"]),
+                           **(source.meta.get("options") or {}))
+    _load_exact(built, source.weights)
+    rows = _vocabulary_rows(source.vocabulary, vocabulary)
+    copy_weights(built, target, where=source.flag, rows=rows)
+    origin = dict(source.lineage)
+    if rows is not None:
+        origin["vocabulary"] = {"matched": int(len(rows[0])), "new": int(len(vocabulary) - len(rows[0]))}
+    return target, origin
+
+
+def _check_weights_file(path):
     if not path.is_file():
         raise UserError(f"{path}: no such weights file")
     if not path.name.endswith(".weights.h5"):
         raise UserError(f"{path}: expected a Keras .weights.h5 file")
+
+
+def _load_exact(backbone, path):
+    _check_weights_file(path)
     try:
         backbone.load_weights(str(path))
     except (ValueError, KeyError, OSError) as error:
@@ -101,12 +174,9 @@ def _load_exact(backbone, path):
         raise UserError(f"{path}: does not fit backbone {backbone.name!r}: {first}") from None
 
 
-def _vocabulary_rows(run_dir, vocabulary):
-    """(target rows, source rows) of the tokens both vocabularies hold, or None without one."""
-    from pipelines.tokenizer import VOCABULARY_FILE, read_vocabulary
-
-    path = Path(run_dir) / "assets" / VOCABULARY_FILE
-    if vocabulary is None or not path.is_file():
+def _vocabulary_rows(path, vocabulary):
+    """(target rows, source rows) of the tokens both vocabularies hold, or None without both."""
+    if vocabulary is None or path is None:
         return None
 
     source = {token: i for i, token in enumerate(read_vocabulary(path))}
@@ -164,3 +234,30 @@ def lineage(run_dir):
     except (OSError, json.JSONDecodeError):
         pass
     return info
+
+
+def export_backbone(run_dir, out):
+    """Copy a finished run's backbone to ``out`` (``*.weights.h5``) with its ``.json`` beside it
+    (and, for text, ``.vocabulary.txt``), so ``--backbone-weights out`` rebuilds it with lineage.
+
+    Nothing is overwritten; every file is written atomically. Returns the paths written."""
+    run_dir, _ = runs.open_run(run_dir)
+    out = Path(out)
+    if not out.name.endswith(".weights.h5"):
+        raise UserError(f"--out {out}: the file name must end with .weights.h5 (Keras' weights format)")
+    if not (run_dir / WEIGHTS_FILE).is_file() or not (run_dir / META_FILE).is_file():
+        raise UserError(f"{run_dir}: no {WEIGHTS_FILE} + {META_FILE} (the run predates backbone export)")
+    meta = runs.read_json(run_dir / META_FILE)
+    vocabulary = _vocabulary_beside(run_dir / WEIGHTS_FILE) if meta["modality"] == "text" else None
+    targets = [out, sidecar(out)] + ([_vocabulary_beside_name(out)] if vocabulary else [])
+    taken = [str(p) for p in targets if p.exists()]
+    if taken:
+        raise UserError(f"--out {out}: {', '.join(taken)} already exist{'s' if len(taken) == 1 else ''}; "
+                        f"choose another name")
+    if not out.parent.is_dir():
+        raise UserError(f"--out {out}: no such folder {out.parent}")
+    runs.write_bytes(out, (run_dir / WEIGHTS_FILE).read_bytes())
+    runs.write_json(sidecar(out), {**meta, "run_dir": str(run_dir.resolve())})
+    if vocabulary:
+        runs.write_bytes(targets[2], vocabulary.read_bytes())
+    return targets

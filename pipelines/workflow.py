@@ -35,11 +35,7 @@ def distribution_strategy(name):
 
 
 def _min_size(config):
-    if config.backbone_from:
-        name = transfer.source_run_meta(config.backbone_from)["name"]
-    else:
-        name = config.backbone
-    return BACKBONES.entry(name).meta.get("min_size", 1)
+    return BACKBONES.entry(config.backbone).meta.get("min_size", 1)
 
 
 def _load_split_data(task, config, run_dir, resume):
@@ -67,7 +63,7 @@ def train(task_name, *, config=None, resume=None, quiet=False, echo=print):
     else:
         task = get_task(task_name)
         config = config or resolve_config(task)
-        BACKBONES.entry(config.backbone)  # fail on a bad name before reading any data
+    source = transfer.resolve_source(config, task.modality)  # fail on a mismatch before reading data
     keras.utils.set_random_seed(config.seed)
     run_dir = run_dir if resume else None
     dataset, splits = _load_split_data(task, config, run_dir, resume)
@@ -78,7 +74,7 @@ def train(task_name, *, config=None, resume=None, quiet=False, echo=print):
     strategy = distribution_strategy(config.strategy)
     arguments = task.backbone_arguments(info, config)
     with strategy.scope():
-        backbone, origin = transfer.build_backbone(config, task.input_shape(info), task.modality,
+        backbone, origin = transfer.build_backbone(config, task.input_shape(info), source,
                                                    arguments=arguments,
                                                    vocabulary=info.get("vocabulary") if task.modality == "text" else None)
         model = task.build(backbone, info, config)

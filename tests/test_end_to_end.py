@@ -116,11 +116,14 @@ def test_backbone_from_run_loads_identical_weights(digits_run, tmp_path):
 
 
 def test_backbone_weights_file_shape_mismatch_names_the_layer(digits_run, tmp_path, capsys):
+    """A bare weights file (no .json beside it) goes into the backbone named on the command line."""
+    bare = tmp_path / "bare.weights.h5"
+    bare.write_bytes((digits_run / "backbone.weights.h5").read_bytes())
     code = run_cli("train", "image-classification", "--epochs", 1, "--output", tmp_path, "--quiet",
-                   "--backbone-weights", digits_run / "backbone.weights.h5")  # default widths differ
+                   "--backbone-weights", bare)  # the default widths differ from the file's
     assert code == 2
     err = capsys.readouterr().err
-    assert "backbone.weights.h5: does not fit backbone" in err and "stage1_conv1" in err
+    assert "bare.weights.h5: does not fit backbone" in err and "stage1_conv1" in err
 
 
 def test_interrupted_training_resumes(tmp_path, monkeypatch):

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -157,13 +159,20 @@ def test_evaluate_a_text_run_again(csv_run, capsys):
     assert document["metrics"]["accuracy"] == pytest.approx(saved["metrics"]["accuracy"], abs=1e-6)
 
 
-def test_backbone_from_a_text_run_matches_embedding_rows_by_token(csv_run, tmp_path):
+@pytest.mark.parametrize("how", ["backbone-from", "exported"])
+def test_backbone_from_a_text_run_matches_embedding_rows_by_token(csv_run, tmp_path, how):
     """The new task keeps its own vocabulary; every token it shares with the source run starts
-    from the source's embedding row, exactly, and the others are counted as new."""
+    from the source's embedding row, exactly, and the others are counted as new. The same holds
+    for a backbone exported with ``export-backbone`` (its vocabulary travels beside it)."""
     lines = ["text,label"] + [f"{t} zebra quokka,{l}" for t, l in _messages(seed=2, n=40)]
     (tmp_path / "more.csv").write_text("\n".join(lines) + "\n")
+    source = ["--backbone-from", csv_run]
+    if how == "exported":
+        assert run_cli("export-backbone", csv_run, "--out", tmp_path / "sms.weights.h5") == 0
+        assert (tmp_path / "sms.vocabulary.txt").read_text() == (csv_run / "assets" / "vocabulary.txt").read_text()
+        source = ["--backbone-weights", tmp_path / "sms.weights.h5"]
     assert run_cli("train", "text-classification", "--data", tmp_path / "more.csv", "--output",
-                   tmp_path / "runs", "--backbone-from", csv_run, "--epochs", 1, "--quiet",
+                   tmp_path / "runs", *source, "--epochs", 1, "--quiet",
                    "--set", "learning_rate=1e-9") == 0
     (child,) = (tmp_path / "runs" / "text-classification").iterdir()
     mine = (child / "assets" / "vocabulary.txt").read_text().split("\n")[:-1]
@@ -171,7 +180,7 @@ def test_backbone_from_a_text_run_matches_embedding_rows_by_token(csv_run, tmp_p
     assert "zebra" in mine and "zebra" not in theirs
     config = json.loads((child / "config.json").read_text())
     shared = [t for t in mine if t in theirs]
-    assert config["lineage"]["run_dir"] == str(csv_run)
+    assert Path(config["lineage"]["run_dir"]).resolve() == csv_run.resolve()
     assert config["lineage"]["vocabulary"] == {"matched": len(shared), "new": len(mine) - len(shared)}
     assert "carried over from the source vocabulary" in (child / "report.md").read_text()
     import h5py

@@ -64,3 +64,97 @@ def test_a_classification_backbone_becomes_a_segmentation_encoder(digits_run, tm
     metrics = json.loads((child / "metrics.json").read_text())
     assert metrics["backbone"]["from_run"] == str(digits_run)
     assert json.loads((child / "config.json").read_text())["lineage"]["task"] == "image-classification"
+
+
+def _forged_run(root, task, name, modality):
+    """A run directory holding only backbone.json (+ an empty weights file): enough for the
+    checks that must fail before any data is read or any weights are loaded."""
+    root.mkdir(parents=True)
+    (root / "config.json").write_text(json.dumps({"task": task, "config": {"data": "x"}}))
+    (root / "backbone.weights.h5").write_bytes(b"")
+    (root / "backbone.json").write_text(json.dumps(
+        {"name": name, "modality": modality, "input_shape": [8, 8, 1], "options": {}, "run_dir": str(root)}))
+    return root
+
+
+@pytest.mark.parametrize("task,held,needed", [
+    ("image-classification", "text", "image"), ("captioning", "text", "image"),
+    ("medical-segmentation", "text", "image"), ("text-classification", "image", "text")])
+def test_every_task_refuses_a_backbone_of_another_modality(task, held, needed, tmp_path, capsys):
+    source = _forged_run(tmp_path / "source",
+                         "text-classification" if held == "text" else "image-classification",
+                         "text_cnn" if held == "text" else "basic_cnn", held)
+    code = run_cli("train", task, "--backbone-from", source, "--output", tmp_path / "out", "--quiet")
+    err = capsys.readouterr().err
+    assert code == 2, err
+    named = {"image": "an image", "text": "a text"}
+    assert f"holds {named[held]} backbone" in err and f"this task needs {named[needed]} backbone" in err
+    assert not (tmp_path / "out").exists()  # refused before a run directory was made
+
+
+def test_naming_another_architecture_beside_a_source_is_refused(tmp_path, capsys):
+    source = _forged_run(tmp_path / "source", "image-classification", "basic_cnn", "image")
+    code = run_cli("train", "medical-segmentation", "--backbone-from", source, "--backbone", "resnet18",
+                   "--output", tmp_path / "out", "--quiet")
+    err = capsys.readouterr().err
+    assert code == 2 and "holds a basic_cnn backbone, but --backbone asks for resnet18" in err
+
+
+def test_either_a_source_run_or_a_weights_file(tmp_path, capsys):
+    source = _forged_run(tmp_path / "source", "image-classification", "basic_cnn", "image")
+    code = run_cli("train", "image-classification", "--backbone-from", source, "--backbone-weights",
+                   source / "backbone.weights.h5", "--output", tmp_path / "out", "--quiet")
+    assert code == 2 and "not both" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_an_exported_backbone_carries_weights_and_lineage(digits_run, tmp_path, capsys):
+    out = tmp_path / "digits.weights.h5"
+    assert run_cli("export-backbone", digits_run, "--out", out) == 0
+    assert out.read_bytes() == (digits_run / "backbone.weights.h5").read_bytes()
+    assert json.loads((tmp_path / "digits.json").read_text())["options"]["widths"] == [8, 16, 16]
+    assert run_cli("export-backbone", digits_run, "--out", out) == 2  # never overwritten
+    assert f"{out}, {tmp_path / 'digits.json'} already exist;" in capsys.readouterr().err
+    assert run_cli("export-backbone", digits_run, "--out", tmp_path / "digits.h5") == 2
+    assert "must end with .weights.h5" in capsys.readouterr().err
+
+    # the file alone (with its .json) rebuilds the architecture: no --backbone options needed
+    assert run_cli("train", "image-classification", "--epochs", 1, "--output", tmp_path / "runs",
+                   "--quiet", "--backbone-weights", out, "--freeze-backbone") == 0
+    (child,) = (tmp_path / "runs" / "image-classification").iterdir()
+    source = keras.models.load_model(digits_run / "model.keras").get_layer("backbone")
+    reused = keras.models.load_model(child / "model.keras").get_layer("backbone")
+    for a, b in zip(source.get_weights(), reused.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    lineage = json.loads((child / "config.json").read_text())["lineage"]
+    assert lineage["weights_file"] == str(out) and lineage["task"] == "image-classification"
+    metrics = json.loads((child / "metrics.json").read_text())
+    assert metrics["backbone"]["from_run"] == str(digits_run.resolve())
+
+
+@pytest.mark.slow
+def test_runs_lists_the_whole_backbone_chain(digits_run, tmp_path, capsys):
+    parent = digits_run
+    for _ in range(2):  # digits -> child -> grandchild
+        before = set((tmp_path / "image-classification").glob("*"))
+        assert run_cli("train", "image-classification", "--epochs", 1, "--output", tmp_path,
+                       "--quiet", "--backbone-from", parent) == 0
+        (parent,) = set((tmp_path / "image-classification").glob("*")) - before
+    capsys.readouterr()
+    assert run_cli("runs", "--root", tmp_path) == 0
+    lines = capsys.readouterr().out.splitlines()
+    (line,) = [row for row in lines if parent.name in row.split()[1]]
+    (child,) = [p for p in (tmp_path / "image-classification").iterdir() if p != parent]
+    assert line.endswith(f"<- image-classification/{child.name} <- image-classification/{digits_run.name}")
+
+
+def test_the_chain_stops_at_a_loop_and_at_a_gone_run(tmp_path):
+    from pipelines.runs import backbone_chain
+
+    a, b = tmp_path / "t" / "a", tmp_path / "t" / "b"
+    for run, source in ((a, b), (b, a)):
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({"backbone": {"from_run": str(source)}}))
+    assert backbone_chain(a) == [b, a]
+    (a / "metrics.json").write_text(json.dumps({"backbone": {"from_run": str(tmp_path / "gone")}}))
+    assert backbone_chain(b) == [a, tmp_path / "gone"]
