@@ -112,11 +112,37 @@ def _version():
 
 
 def _quiet_tensorflow():
+    """Keep TensorFlow's start-up chatter out of the way of the command's own output.
+
+    TF's C++ start-up lines (no CUDA driver, absl not initialised) are written to file descriptor
+    2 before TF_CPP_MIN_LOG_LEVEL applies (tensorflow/tensorflow#100442), so they are held back
+    while TensorFlow starts and shown only if it fails to start. TF_CPP_MIN_LOG_LEVEL=0 shows
+    everything."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import warnings
 
     warnings.filterwarnings("ignore", category=UserWarning, module="keras")
+    if os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0" or "tensorflow" in sys.modules:
+        return
+    import tempfile
+
+    with tempfile.TemporaryFile() as held:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(held.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # the CUDA probe logs here, once
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def cmd_tasks(args):
