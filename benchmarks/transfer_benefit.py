@@ -18,7 +18,7 @@ Writes benchmarks/transfer_benefit.json (every run; pairs not run now keep their
 results), a Markdown table on stdout and
 benchmarks/transfer_benefit.png (mean and range over seeds). Run by hand, on a quiet machine:
     python benchmarks/transfer_benefit.py [image|text|medical ...] [--seeds 0,1,2]
-        [--fractions 0.05,...] [--source-run PAIR=RUN_DIR]
+        [--fractions 0.05,...] [--variants scratch,frozen,fine-tuned] [--source-run PAIR=RUN_DIR]
 The image pair takes about 25 minutes, the text pair about 30 and the medical pair about 35 on a
 2-core CPU.
 """
@@ -57,7 +57,7 @@ def _train(task_name, sets, output):
     return run_dir, json.loads((run_dir / "metrics.json").read_text())
 
 
-def run_pair(name, seeds, fractions, output, source_run=None):
+def run_pair(name, seeds, fractions, output, source_run=None, variants=tuple(VARIANTS)):
     pair = PAIRS[name]
     if source_run:  # a finished run of the pair's source task and data, trained earlier
         source_dir, source = Path(source_run), json.loads((Path(source_run) / "metrics.json").read_text())
@@ -70,7 +70,8 @@ def run_pair(name, seeds, fractions, output, source_run=None):
     rows = []
     for fraction in fractions:
         for seed in seeds:
-            for variant, extra in VARIANTS.items():
+            for variant in variants:
+                extra = VARIANTS[variant]
                 sets = {**pair["target"], **extra, "seed": seed, "train_fraction": fraction}
                 if variant != "scratch":
                     sets["backbone_from"] = str(source_dir)
@@ -131,6 +132,8 @@ def main():
     parser.add_argument("pairs", nargs="*", default=list(PAIRS), choices=list(PAIRS))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--fractions", default="0.05,0.1,0.25,1.0")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="rerun only these; the saved rows of the others are kept")
     parser.add_argument("--source-run", action="append", default=[], metavar="PAIR=RUN_DIR",
                         help="reuse a finished source run (the pair's source task and data, defaults)")
     args = parser.parse_args()
@@ -143,7 +146,11 @@ def main():
     results = json.loads(saved.read_text()) if saved.is_file() else {}
     with tempfile.TemporaryDirectory() as output:
         for name in args.pairs:
-            results[name] = run_pair(name, seeds, fractions, output, source_runs.get(name))
+            variants = args.variants.split(",")
+            result = run_pair(name, seeds, fractions, output, source_runs.get(name), variants)
+            kept = [r for r in results.get(name, {}).get("rows", []) if r["variant"] not in variants]
+            result["rows"] = kept + result["rows"]
+            results[name] = result
             saved.write_text(json.dumps(results, indent=1))
     plot(results, HERE / "transfer_benefit.png")
     print(table(results))

@@ -34,6 +34,11 @@ class ClassificationTask(Task):
         dataset.info["class_names"] = list(known)
         return dataset
 
+    @staticmethod
+    def head_norm(config):
+        """Batch norm on the pooled features: as configured, else on when the backbone is frozen."""
+        return bool(config.freeze_backbone) if config.head_norm is None else bool(config.head_norm)
+
     def loss(self, config, info):
         return "sparse_categorical_crossentropy"
 

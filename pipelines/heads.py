@@ -11,9 +11,13 @@ HEAD_LAYER_NAME = "head"
 PROBABILITIES_LAYER_NAME = "probabilities"
 
 
-def classifier_head(features_shape, n_classes, *, pool=None, hidden=0, dropout=0.0, max_norm=0.0):
-    """features -> [global pooling] -> [fully connected + ReLU] -> [dropout] -> logits.
+def classifier_head(features_shape, n_classes, *, pool=None, norm=False, hidden=0, dropout=0.0,
+                    max_norm=0.0):
+    """features -> [global pooling] -> [batch norm] -> [fully connected + ReLU] -> [dropout] -> logits.
 
+    ``norm`` batch-normalises the pooled features. A head trained on a frozen backbone needs it:
+    reused features share a large offset and differ by little, and plain gradient descent on
+    them barely moves (the linear probe of He et al. 2022, MAE, uses the same layer).
     ``max_norm`` > 0 rescales each class's weight vector to at most that l2 norm after every
     update (Kim 2014 uses 3 with dropout 0.5).
     """
@@ -24,6 +28,10 @@ def classifier_head(features_shape, n_classes, *, pool=None, hidden=0, dropout=0
         pools = {("avg", 1): layers.GlobalAveragePooling1D, ("max", 1): layers.GlobalMaxPooling1D,
                  ("avg", 2): layers.GlobalAveragePooling2D, ("max", 2): layers.GlobalMaxPooling2D}
         x = pools[(pool, rank)](name=f"global_{pool}_pool")(x)
+    if norm:
+        # momentum 0.9: with few labels a head sees few steps, and Keras' 0.99 would leave the
+        # moving statistics far from the data's at inference (as in basic_cnn)
+        x = layers.BatchNormalization(momentum=0.9, name="features_norm")(x)
     if hidden:
         x = layers.Dense(hidden, activation="relu", name="fc")(x)
     if dropout:

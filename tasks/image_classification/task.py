@@ -32,6 +32,10 @@ class ImageClassificationConfig(TrainConfig):
         help="random horizontal flips; default: on unless the data says a mirror image changes "
              "the class (builtin:digits)")
     head_pool: str = option("avg", choices=("avg", "max"), help="global pooling of the deepest level")
+    head_norm: typing.Optional[bool] = option(
+        None, choices=(None, True, False),
+        help="batch-normalise the pooled features before the classifier; default: on with "
+             "freeze_backbone (a head on fixed reused features barely learns without it)")
     head_hidden: int = option(0, minimum=0, help="units of a hidden fully connected layer; 0 = none")
     head_dropout: float = option(0.3, minimum=0, maximum=0.9, help="dropout before the classifier")
     path_column: str = option("path", help="CSV column holding image paths")
@@ -88,7 +92,8 @@ class ImageClassification(ClassificationTask):
 
     def build(self, backbone, info, config):
         return build_classifier(backbone, len(info["class_names"]), pool=config.head_pool,
-                                hidden=config.head_hidden, dropout=config.head_dropout)
+                                norm=self.head_norm(config), hidden=config.head_hidden,
+                                dropout=config.head_dropout)
 
     def predict_dataset(self, model, dataset, info, config):
         x, _ = self.encode(dataset, info)

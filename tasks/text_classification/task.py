@@ -34,6 +34,10 @@ class TextClassificationConfig(TrainConfig):
                                                    "of the training split)")
     word_vectors: typing.Optional[str] = option(None, help="local GloVe/word2vec text file")
     freeze_word_vectors: bool = option(False, help="keep loaded word vectors static (CNN-static)")
+    head_norm: typing.Optional[bool] = option(
+        None, choices=(None, True, False),
+        help="batch-normalise the pooled features before the classifier; default: on with "
+             "freeze_backbone (a head on fixed reused features barely learns without it)")
     head_hidden: int = option(0, minimum=0, help="units of a hidden fully connected layer; 0 = none")
     head_dropout: float = option(0.0, minimum=0, maximum=0.9,
                                  help="dropout before the classifier (the backbone has its own)")
@@ -113,8 +117,9 @@ class TextClassification(ClassificationTask):
                                        tokenizer=info["tokenizer"], lowercase=info.get("lowercase", True),
                                        name=explain.TOKENIZER_LAYER_NAME)(texts)
         sentence = backbone(ids)["sentence"]
-        head = classifier_head(sentence.shape[1:], len(info["class_names"]), hidden=config.head_hidden,
-                               dropout=config.head_dropout, max_norm=config.head_max_norm)
+        head = classifier_head(sentence.shape[1:], len(info["class_names"]), norm=self.head_norm(config),
+                               hidden=config.head_hidden, dropout=config.head_dropout,
+                               max_norm=config.head_max_norm)
         return keras.Model(texts, softmax(head(sentence)), name="text_classifier")
 
     # -- evaluation --------------------------------------------------------------------------
