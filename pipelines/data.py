@@ -172,7 +172,9 @@ def tf_dataset(x, y, *, batch_size, training, seed=0, augment=None, cache=True, 
         ds = ds.shuffle(min(len(y), 10_000), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     if training and augment is not None:
-        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        # one call at a time: the augmentation layers draw from one seeded random state, and
+        # parallel calls would take its numbers in a racy order (same --seed, another result)
+        ds = ds.map(augment)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

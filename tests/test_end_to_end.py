@@ -166,3 +166,14 @@ def test_defaults_reach_acceptance_accuracy_on_digits(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["metrics"]["accuracy"] >= 0.985
     assert metrics["metrics"]["accuracy"] > metrics["baseline"]["metrics"]["accuracy"]
+
+
+def test_the_same_seed_gives_the_same_run(tmp_path):
+    """Augmentation draws from one seeded state, so two runs with one --seed agree exactly."""
+    for _ in range(2):
+        assert run_cli("train", "image-classification", "--epochs", 2, "--output", tmp_path, "--quiet",
+                       "--seed", 3, "--set", "backbone_options.widths=[4,8,8]") == 0
+    first, second = sorted((tmp_path / "image-classification").iterdir())
+    assert (first / "history.csv").read_text() == (second / "history.csv").read_text()
+    metrics = [json.loads((run / "metrics.json").read_text())["metrics"] for run in (first, second)]
+    assert metrics[0] == metrics[1]
