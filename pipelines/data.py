@@ -185,3 +185,18 @@ def balanced_class_weight(labels):
     classes = np.unique(labels)
     weights = compute_class_weight("balanced", classes=classes, y=np.asarray(labels))
     return {int(c): float(w) for c, w in zip(classes, weights)}
+
+
+def read_text(path, encoding="utf-8"):
+    """The file's text; a decoding error names the line (and byte) where it happened."""
+    data = Path(path).read_bytes()
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    try:
+        return data.decode(codec)
+    except LookupError:
+        raise UserError(f"--set encoding={encoding}: unknown text encoding") from None
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise UserError(f"{path}, line {line}: not valid {encoding} ({error.reason} at byte "
+                        f"{error.start}); if the file uses another encoding, pass "
+                        f"--set encoding=NAME (e.g. latin-1)") from None

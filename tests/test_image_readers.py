@@ -75,3 +75,10 @@ def test_pneumoniamnist_class_folders_read():
     data = readers.load(str(root))
     assert data.x.shape == (1000, 28, 28, 1)
     assert data.info["class_names"] == ["NORMAL", "PNEUMONIA"]
+
+
+def test_a_manifest_that_is_not_utf8_names_the_line(tmp_path):
+    write_png(tmp_path / "a.png", np.zeros((4, 4), np.uint8))
+    (tmp_path / "m.csv").write_bytes(b"path,label\na.png,cat\na.png,caf\xe9\n")
+    with pytest.raises(UserError, match=r"m\.csv, line 3: not valid utf-8"):
+        readers.load(str(tmp_path / "m.csv"))

@@ -6,12 +6,13 @@ Every reader returns a :class:`pipelines.data.Dataset` whose ``x`` is float32 (N
 """
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
 
 from pipelines import imaging
-from pipelines.data import (SPLIT_NAMES, Dataset, builtin_name, given_splits, require_columns,
+from pipelines.data import (SPLIT_NAMES, Dataset, builtin_name, given_splits, read_text, require_columns,
                             require_two_classes)
 from pipelines.errors import UserError
 
@@ -87,14 +88,10 @@ def load_csv(path, *, image_size=None, channels=None, path_column="path", label_
     """A ``path,label`` manifest (optional ``split`` column); paths are relative to the CSV."""
     root = path.parent.resolve()
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle, delimiter=delimiter)
-            require_columns(path, reader.fieldnames, (path_column, label_column),
-                            "set path_column/label_column with --set")
-            rows = [(reader.line_num, row) for row in reader]
-    except UnicodeDecodeError as error:
-        raise UserError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""), delimiter=delimiter)
+    require_columns(path, reader.fieldnames, (path_column, label_column),
+                    "set path_column/label_column with --set")
+    rows = [(reader.line_num, row) for row in reader]
     if not rows:
         raise UserError(f"{path}: the manifest has no rows")
     files, label_text, split_of = [], [], []

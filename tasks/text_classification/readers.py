@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.data import (SPLIT_NAMES, Dataset, builtin_name, given_splits, require_columns,
+from pipelines.data import (SPLIT_NAMES, Dataset, builtin_name, given_splits, read_text, require_columns,
                             require_two_classes, shipped_path)
 from pipelines.errors import UserError
 
@@ -44,21 +44,6 @@ def load(spec, *, text_column="text", label_column="label", delimiter=None, enco
     return load_table(path, **options)
 
 
-def decode(path, encoding="utf-8"):
-    """The file's text; a decoding error names the line (and byte) where it happened."""
-    data = Path(path).read_bytes()
-    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
-    try:
-        return data.decode(codec)
-    except LookupError:
-        raise UserError(f"--set encoding={encoding}: unknown text encoding") from None
-    except UnicodeDecodeError as error:
-        line = data[:error.start].count(b"\n") + 1
-        raise UserError(f"{path}, line {line}: not valid {encoding} ({error.reason} at byte "
-                        f"{error.start}); if the file uses another encoding, pass "
-                        f"--set encoding=NAME (e.g. latin-1)") from None
-
-
 def sniff_delimiter(path, text, delimiter=None):
     if delimiter:
         return {"\\t": "\t", "tab": "\t"}.get(delimiter, delimiter)
@@ -72,7 +57,7 @@ def sniff_delimiter(path, text, delimiter=None):
 
 def read_rows(path, *, text_column, label_column, delimiter=None, encoding="utf-8"):
     """[(line, text, label, split or None)], and the number of rows dropped for empty text."""
-    text = decode(path, encoding)
+    text = read_text(path, encoding)
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     reader = csv.DictReader(text.splitlines(keepends=True),
                             delimiter=sniff_delimiter(path, text, delimiter))
@@ -151,7 +136,7 @@ def load_class_folders(root, *, encoding="utf-8"):
     texts, labels, empty = [], [], 0
     for folder in folders:
         for file in sorted(folder.glob("*.txt")):
-            body = decode(file, encoding).strip()
+            body = read_text(file, encoding).strip()
             if body:
                 texts.append(body)
                 labels.append(folder.name)

@@ -10,6 +10,7 @@ from pipelines import tokenizer as tokenizing
 from pipelines import word_vectors
 from pipelines.classification_task import ClassificationTask
 from pipelines.config import TrainConfig, option
+from pipelines.data import read_text
 from pipelines.errors import UserError
 from pipelines.evaluation import HighlightedText
 from pipelines.tasks import register_task
@@ -206,7 +207,7 @@ def _truthy(value):
 def _read_text(path):
     if not Path(path).is_file():
         raise UserError(f"{path}: no such text file (from_files=true reads each input as a file)")
-    return readers.decode(path)
+    return read_text(path)
 
 
 def _examples(y, outputs, count):
