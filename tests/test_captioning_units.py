@@ -87,6 +87,12 @@ def test_beam_search_finds_the_likelier_caption_greedy_misses():
     assert beam[0].score == pytest.approx(np.log(0.45), abs=1e-4)
     assert beam[0].attention.shape == (2, 4)  # one row per emitted token, the end included
 
+    encoded = []
+    writer.annotations = lambda images: encoded.append(len(images)) or np.zeros((len(images), 4, 2), np.float32)
+    both = writer.write(np.zeros((2, 8, 8, 3)), {"greedy": (1, 1.0), "beam": (2, 0.0)})
+    assert encoded == [2]  # one encoding serves both searches
+    assert [c.words for c in both["greedy"]] == [["x"], ["x"]] and [c.words for c in both["beam"]] == [["y"], ["y"]]
+
 
 def test_unknown_and_padding_tokens_are_never_emitted():
     words = list(vocab.SPECIAL) + ["x"]

@@ -60,11 +60,17 @@ class CaptionWriter:
 
     def beam(self, images, width=3, alpha=1.0):
         """One :class:`Caption` per image."""
+        return self.write(images, {"beam": (width, alpha)})["beam"]
+
+    def write(self, images, searches):
+        """Several searches over one encoding of the images: ``{name: (width, alpha)}`` ->
+        ``{name: [Caption per image]}`` (the encoder is the costly part; run it once)."""
         images = np.asarray(images, np.float32)
-        captions = []
+        captions = {name: [] for name in searches}
         for begin in range(0, len(images), self.batch_size):
             features = self.annotations(images[begin:begin + self.batch_size])
-            captions += self._search(features, width, alpha)
+            for name, (width, alpha) in searches.items():
+                captions[name] += self._search(features, width, alpha)
         return captions
 
     def _search(self, features, width, alpha):
