@@ -34,6 +34,8 @@ class TrainConfig:
     backbone_from: typing.Optional[str] = option(None, help="run directory whose backbone to reuse")
     backbone_weights: typing.Optional[str] = option(None, help="local .weights.h5 for the backbone")
     freeze_backbone: bool = option(False, help="train the head only (batch norm in inference mode)")
+    frozen_lr_scale: float = option(1.0, minimum=0, exclusive_min=True,
+                                    help="learning-rate factor while the backbone is frozen")
     fine_tune_epochs: int = option(0, minimum=0, help="epochs after unfreezing the backbone")
     fine_tune_lr_scale: float = option(0.1, minimum=0, exclusive_min=True,
                                        help="learning-rate factor for fine-tuning")

@@ -121,7 +121,8 @@ def fit(model, train_ds, val_ds, *, config, run_dir, loss, metrics, monitor="val
     """
     steps = max(1, math.ceil(n_train / config.batch_size))
     tensorboard_dir = Path(run_dir) / "logs" if config.tensorboard else None
-    phases = [("train", 0, config.epochs, 1.0, not config.freeze_backbone)]
+    phases = [("train", 0, config.epochs, config.frozen_lr_scale if config.freeze_backbone else 1.0,
+               not config.freeze_backbone)]
     if config.fine_tune_epochs:
         phases.append(("fine_tune", config.epochs, config.epochs + config.fine_tune_epochs,
                        config.fine_tune_lr_scale, True))

@@ -42,7 +42,12 @@ def test_another_input_size_takes_the_kernels_unchanged():
 
 
 @pytest.mark.slow
-def test_fine_tuning_moves_the_frozen_backbone_in_one_history(digits_run, tmp_path):
+def test_fine_tuning_moves_the_frozen_backbone_in_one_history(digits_run, tmp_path, monkeypatch):
+    from pipelines import training
+
+    scales, original = [], training.make_optimizer
+    monkeypatch.setattr(training, "make_optimizer",
+                        lambda config, **kw: scales.append(kw["lr_scale"]) or original(config, **kw))
     assert run_cli("train", "image-classification", "--epochs", 1, "--fine-tune-epochs", 1,
                    "--output", tmp_path, "--quiet", "--backbone-from", digits_run,
                    "--freeze-backbone") == 0
@@ -53,6 +58,7 @@ def test_fine_tuning_moves_the_frozen_backbone_in_one_history(digits_run, tmp_pa
     assert kernels and all(not np.array_equal(a, b) for a, b in kernels)
     history = (child / "history.csv").read_text().strip().splitlines()
     assert len(history) == 3  # header + frozen epoch + fine-tuning epoch
+    assert scales == [10.0, 0.1]  # the head alone at frozen_lr_scale, then fine_tune_lr_scale
 
 
 @pytest.mark.slow

@@ -32,6 +32,9 @@ class ImageClassificationConfig(TrainConfig):
         help="random horizontal flips; default: on unless the data says a mirror image changes "
              "the class (builtin:digits)")
     head_pool: str = option("avg", choices=("avg", "max"), help="global pooling of the deepest level")
+    frozen_lr_scale: float = option(10.0, minimum=0, exclusive_min=True,
+                                    help="learning-rate factor while the backbone is frozen: a "
+                                         "head on fixed features takes larger steps")
     head_norm: typing.Optional[bool] = option(
         None, choices=(None, True, False),
         help="batch-normalise the pooled features before the classifier; default: on with "

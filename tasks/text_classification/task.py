@@ -35,6 +35,9 @@ class TextClassificationConfig(TrainConfig):
                                                    "of the training split)")
     word_vectors: typing.Optional[str] = option(None, help="local GloVe/word2vec text file")
     freeze_word_vectors: bool = option(False, help="keep loaded word vectors static (CNN-static)")
+    frozen_lr_scale: float = option(10.0, minimum=0, exclusive_min=True,
+                                    help="learning-rate factor while the backbone is frozen: a "
+                                         "head on fixed features takes larger steps")
     head_norm: typing.Optional[bool] = option(
         None, choices=(None, True, False),
         help="batch-normalise the pooled features before the classifier; default: on with "
