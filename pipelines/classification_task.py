@@ -5,13 +5,31 @@ rest (class names in ``info``, softmax outputs, the metric keys, per-class table
 matrices, ROC/PR curves beside the baseline, top-k predictions) lives here once.
 """
 
+import typing
+from dataclasses import dataclass
+
 import numpy as np
 
 from pipelines import plots
 from pipelines.classification_metrics import (classification_metrics, confusion, per_class_table,
                                               roc_points)
+from pipelines.config import TrainConfig, option
 from pipelines.errors import UserError
 from pipelines.tasks import Task
+
+
+@dataclass
+class ClassificationConfig(TrainConfig):
+    """Options every classification task has: how its linear head trains on a frozen backbone."""
+
+    frozen_lr_scale: float = option(10.0, minimum=0, exclusive_min=True,
+                                    help="learning-rate factor while the backbone is frozen: a "
+                                         "head on fixed features takes larger steps")
+    head_norm: typing.Optional[bool] = option(
+        None, choices=(None, True, False),
+        help="batch-normalise the pooled features before the classifier; default: on with "
+             "freeze_backbone (a head on fixed reused features barely learns without it)")
+
 
 
 class ClassificationTask(Task):

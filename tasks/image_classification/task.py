@@ -7,15 +7,15 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import imaging
-from pipelines.classification_task import ClassificationTask
-from pipelines.config import TrainConfig, option
+from pipelines.classification_task import ClassificationConfig, ClassificationTask
+from pipelines.config import option
 from pipelines.tasks import register_task
 from tasks.image_classification import figures, readers
 from tasks.image_classification.head import build_classifier
 
 
 @dataclass
-class ImageClassificationConfig(TrainConfig):
+class ImageClassificationConfig(ClassificationConfig):
     data: str = option("builtin:digits", help="class folders, a path,label CSV, an .npz, or builtin:digits")
     epochs: int = option(40, minimum=1, help="training epochs")
     learning_rate: float = option(5e-4, minimum=0, exclusive_min=True, help="peak learning rate")
@@ -32,13 +32,6 @@ class ImageClassificationConfig(TrainConfig):
         help="random horizontal flips; default: on unless the data says a mirror image changes "
              "the class (builtin:digits)")
     head_pool: str = option("avg", choices=("avg", "max"), help="global pooling of the deepest level")
-    frozen_lr_scale: float = option(10.0, minimum=0, exclusive_min=True,
-                                    help="learning-rate factor while the backbone is frozen: a "
-                                         "head on fixed features takes larger steps")
-    head_norm: typing.Optional[bool] = option(
-        None, choices=(None, True, False),
-        help="batch-normalise the pooled features before the classifier; default: on with "
-             "freeze_backbone (a head on fixed reused features barely learns without it)")
     head_hidden: int = option(0, minimum=0, help="units of a hidden fully connected layer; 0 = none")
     head_dropout: float = option(0.3, minimum=0, maximum=0.9, help="dropout before the classifier")
     path_column: str = option("path", help="CSV column holding image paths")

@@ -8,8 +8,8 @@ import numpy as np
 
 from pipelines import tokenizer as tokenizing
 from pipelines import word_vectors
-from pipelines.classification_task import ClassificationTask
-from pipelines.config import TrainConfig, option
+from pipelines.classification_task import ClassificationConfig, ClassificationTask
+from pipelines.config import option
 from pipelines.data import read_text
 from pipelines.errors import UserError
 from pipelines.evaluation import HighlightedText
@@ -19,7 +19,7 @@ from tasks.text_classification import explain, readers
 
 
 @dataclass
-class TextClassificationConfig(TrainConfig):
+class TextClassificationConfig(ClassificationConfig):
     data: str = option("builtin:sms_spam", help="a text,label CSV/TSV, a folder with train.csv + "
                        "test.csv, class folders of .txt files, or builtin:sms_spam")
     backbone: str = option("text_cnn", help="registered text backbone")
@@ -35,13 +35,6 @@ class TextClassificationConfig(TrainConfig):
                                                    "of the training split)")
     word_vectors: typing.Optional[str] = option(None, help="local GloVe/word2vec text file")
     freeze_word_vectors: bool = option(False, help="keep loaded word vectors static (CNN-static)")
-    frozen_lr_scale: float = option(10.0, minimum=0, exclusive_min=True,
-                                    help="learning-rate factor while the backbone is frozen: a "
-                                         "head on fixed features takes larger steps")
-    head_norm: typing.Optional[bool] = option(
-        None, choices=(None, True, False),
-        help="batch-normalise the pooled features before the classifier; default: on with "
-             "freeze_backbone (a head on fixed reused features barely learns without it)")
     head_hidden: int = option(0, minimum=0, help="units of a hidden fully connected layer; 0 = none")
     head_dropout: float = option(0.0, minimum=0, maximum=0.9,
                                  help="dropout before the classifier (the backbone has its own)")
