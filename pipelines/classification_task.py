@@ -31,7 +31,6 @@ class ClassificationConfig(TrainConfig):
              "freeze_backbone (a head on fixed reused features barely learns without it)")
 
 
-
 class ClassificationTask(Task):
     """A :class:`Task` whose model outputs class probabilities and whose ``info`` has class_names."""
 

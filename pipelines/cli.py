@@ -278,7 +278,8 @@ def _fmt(value):
 
 
 COMMANDS = {"tasks": cmd_tasks, "backbones": cmd_backbones, "train": cmd_train,
-            "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export, "export-backbone": cmd_export_backbone, "runs": cmd_runs}
+            "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export,
+            "export-backbone": cmd_export_backbone, "runs": cmd_runs}
 
 
 def main(argv=None):

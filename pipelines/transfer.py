@@ -59,22 +59,27 @@ class Source:
     lineage: dict
 
 
+def _beside(weights_path, suffix):
+    """``X.weights.h5`` -> ``X<suffix>``: a file that travels with a weights file."""
+    weights_path = Path(weights_path)
+    return weights_path.with_name(weights_path.name[:-len(".weights.h5")] + suffix)
+
+
 def sidecar(weights_path):
     """``X.weights.h5`` -> ``X.json``: the architecture file beside a weights file (a run's
     ``backbone.weights.h5`` has ``backbone.json``; ``export-backbone`` writes the same pair)."""
-    weights_path = Path(weights_path)
-    return weights_path.with_name(weights_path.name[:-len(".weights.h5")] + ".json")
-
-
-def _vocabulary_beside_name(weights_path):
-    weights_path = Path(weights_path)
-    return weights_path.with_name(weights_path.name[:-len(".weights.h5")] + ".vocabulary.txt")
+    return _beside(weights_path, ".json")
 
 
 def _vocabulary_beside(weights_path):
     """The token list of a text backbone: ``X.vocabulary.txt`` (exported) or the run's assets."""
     in_run = Path(weights_path).parent / "assets" / VOCABULARY_FILE
-    return next((p for p in (_vocabulary_beside_name(weights_path), in_run) if p.is_file()), None)
+    return next((p for p in (_beside(weights_path, ".vocabulary.txt"), in_run) if p.is_file()), None)
+
+
+def _require_backbone_files(run_dir, where, hint):
+    if not (run_dir / WEIGHTS_FILE).is_file() or not (run_dir / META_FILE).is_file():
+        raise UserError(f"{where}: no {WEIGHTS_FILE} + {META_FILE} there ({hint})")
 
 
 def find_source(config):
@@ -85,9 +90,7 @@ def find_source(config):
     if config.backbone_from:
         run_dir = Path(config.backbone_from)
         flag = f"--backbone-from {run_dir}"
-        if not (run_dir / WEIGHTS_FILE).is_file() or not (run_dir / META_FILE).is_file():
-            raise UserError(f"{flag}: no {WEIGHTS_FILE} + {META_FILE} there "
-                            f"(is it a finished cnn-tasks run?)")
+        _require_backbone_files(run_dir, flag, "is it a finished cnn-tasks run?")
         return Source(flag, run_dir / WEIGHTS_FILE, runs.read_json(run_dir / META_FILE),
                       _vocabulary_beside(run_dir / WEIGHTS_FILE), lineage(run_dir))
     if config.backbone_weights:
@@ -245,11 +248,10 @@ def export_backbone(run_dir, out):
     out = Path(out)
     if not out.name.endswith(".weights.h5"):
         raise UserError(f"--out {out}: the file name must end with .weights.h5 (Keras' weights format)")
-    if not (run_dir / WEIGHTS_FILE).is_file() or not (run_dir / META_FILE).is_file():
-        raise UserError(f"{run_dir}: no {WEIGHTS_FILE} + {META_FILE} (the run predates backbone export)")
+    _require_backbone_files(run_dir, run_dir, "the run predates backbone export")
     meta = runs.read_json(run_dir / META_FILE)
     vocabulary = _vocabulary_beside(run_dir / WEIGHTS_FILE) if meta["modality"] == "text" else None
-    targets = [out, sidecar(out)] + ([_vocabulary_beside_name(out)] if vocabulary else [])
+    targets = [out, sidecar(out)] + ([_beside(out, ".vocabulary.txt")] if vocabulary else [])
     taken = [str(p) for p in targets if p.exists()]
     if taken:
         raise UserError(f"--out {out}: {', '.join(taken)} already exist{'s' if len(taken) == 1 else ''}; "

@@ -62,6 +62,13 @@ class CaptionWriter:
         """One :class:`Caption` per image."""
         return self.write(images, {"beam": (width, alpha)})["beam"]
 
+    def greedy_and_beam(self, images, width, alpha=1.0):
+        """``{"greedy": [...], "beam W": [...]}`` (the beam only when W > 1), from one encoding."""
+        searches = {"greedy": (1, 1.0)}
+        if width > 1:
+            searches[f"beam {width}"] = (width, alpha)
+        return self.write(images, searches)
+
     def write(self, images, searches):
         """Several searches over one encoding of the images: ``{name: (width, alpha)}`` ->
         ``{name: [Caption per image]}`` (the encoder is the costly part; run it once)."""

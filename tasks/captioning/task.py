@@ -103,10 +103,7 @@ class Captioning(Task):
     def predict_dataset(self, model, dataset, info, config):
         writer = self._writer(model, info)
         images = self._images(dataset.x, info)
-        searches = {"greedy": (1, 1.0)}
-        if config.beam_width > 1:
-            searches[f"beam {config.beam_width}"] = (config.beam_width, config.length_alpha)
-        decoded = writer.write(images, searches)
+        decoded = writer.greedy_and_beam(images, config.beam_width, config.length_alpha)
         scored = {}
         for name, captions in decoded.items():
             values, per_image = scores.caption_scores(list(dataset.y), [c.text for c in captions])
@@ -170,12 +167,9 @@ class Captioning(Task):
         images = np.concatenate([imaging.resize_batch(imaging.read_image(p, channels=3)[None], info["image_size"])
                                  for p in inputs])
         writer = self._writer(model, info)
-        searches = {"greedy": (1, 1.0)}
-        if width > 1:
-            searches["beam"] = (width, float(options.get("length_alpha", 1.0)))
-        decoded = writer.write(images, searches)
+        decoded = writer.greedy_and_beam(images, width, float(options.get("length_alpha", 1.0)))
         greedy = decoded["greedy"]
-        beam = decoded.get("beam", greedy)
+        beam = decoded.get(f"beam {width}", greedy)
         grid = _grid_shape(model, info)
         return [{"input": str(path), "caption": b.text, "greedy": g.text, "beam_width": width,
                  "words": b.words + [vocab.END],

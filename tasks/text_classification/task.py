@@ -17,7 +17,6 @@ from pipelines.tasks import register_task
 from tasks.text_classification import explain, readers
 
 
-
 @dataclass
 class TextClassificationConfig(ClassificationConfig):
     data: str = option("builtin:sms_spam", help="a text,label CSV/TSV, a folder with train.csv + "
