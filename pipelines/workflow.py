@@ -74,9 +74,9 @@ def train(task_name, *, config=None, resume=None, quiet=False, echo=print):
     strategy = distribution_strategy(config.strategy)
     arguments = task.backbone_arguments(info, config)
     with strategy.scope():
+        vocabulary = info.get("vocabulary") if task.modality == "text" else None
         backbone, origin = transfer.build_backbone(config, task.input_shape(info), source,
-                                                   arguments=arguments,
-                                                   vocabulary=info.get("vocabulary") if task.modality == "text" else None)
+                                                   arguments=arguments, vocabulary=vocabulary)
         model = task.build(backbone, info, config)
     runs.write_json(run_dir / runs.CONFIG_FILE, {
         "task": task.name, "config": config_lib.to_dict(config),
@@ -153,8 +153,10 @@ def _context(task, config, description, splits, origin, train_figures=None):
              ("Split", f"{splits.method}; {splits.counts()}"),
              ("Backbone", f"{config.backbone} {config.backbone_options or ''}".strip())]
     if origin:
+        metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, (int, float)) else f"{k} {v}"
+                            for k, v in (origin.get("metrics") or {}).items()) or "unknown"
         lines.append(("Backbone from", f"{origin.get('run_dir')} (task {origin.get('task')}, data "
-                                       f"{origin.get('data')}, metrics {origin.get('metrics')})"))
+                                       f"{origin.get('data')}, test {metrics})"))
         if origin.get("vocabulary"):
             rows = origin["vocabulary"]
             lines.append(("Embedding rows", f"{rows['matched']} tokens carried over from the source "

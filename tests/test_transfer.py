@@ -164,3 +164,18 @@ def test_the_chain_stops_at_a_loop_and_at_a_gone_run(tmp_path):
     assert backbone_chain(a) == [b, a]
     (a / "metrics.json").write_text(json.dumps({"backbone": {"from_run": str(tmp_path / "gone")}}))
     assert backbone_chain(b) == [a, tmp_path / "gone"]
+
+
+def test_the_report_names_the_source_run_with_rounded_metrics():
+    from pipelines.workflow import _context
+
+    class Splits:
+        method, counts = "stratified", staticmethod(lambda: {"train": 1})
+
+    origin = {"run_dir": "runs/image-classification/r1", "task": "image-classification", "data": "builtin:digits",
+              "metrics": {"accuracy": 0.98765432, "roc_auc": None}}
+    config = type("Config", (), {"data": "x", "backbone": "basic_cnn", "backbone_options": {}})()
+    task = type("Task", (), {"name": "medical-segmentation"})()
+    (line,) = [text for name, text in _context(task, config, "d", Splits, origin) if name == "Backbone from"]
+    assert line == ("runs/image-classification/r1 (task image-classification, data builtin:digits, "
+                    "test accuracy 0.9877, roc_auc None)")
