@@ -26,7 +26,7 @@ class ImageClassificationConfig(ClassificationConfig):
     channels: typing.Optional[int] = option(None, choices=(None, 1, 3),
                                             help="1 or 3 (default: the data's own)")
     augment: bool = option(True, help="random shifts (and flips if augment_flip) while training")
-    augment_shift: float = option(0.125, minimum=0, maximum=0.5, help="max shift, fraction of size")
+    augment_shift: float = option(0.1, minimum=0, maximum=0.5, help="max shift, fraction of size")
     augment_flip: typing.Optional[bool] = option(
         None, choices=(None, True, False),
         help="random horizontal flips; default: on unless the data says a mirror image changes "
