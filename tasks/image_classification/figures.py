@@ -38,10 +38,26 @@ def gradcam(model, images, classes):
     return np.where(peak > 0, cam / np.maximum(peak, 1e-12), 0.0), level
 
 
+def spread_over_classes(y_true, count):
+    """Up to ``count`` test indices taken in turn from each true class, in split order.
+
+    The first images of a split can all be one class; a user reading the heat maps wants to see
+    what the network looks at for every class.
+    """
+    y_true = np.asarray(y_true)
+    queues = [list(np.flatnonzero(y_true == c)) for c in np.unique(y_true)]
+    pick = []
+    while len(pick) < min(count, len(y_true)):
+        for queue in queues:
+            if queue and len(pick) < count:
+                pick.append(queue.pop(0))
+    return np.array(sorted(pick), dtype=int)
+
+
 def gradcam_figure(model, images, y_true, proba, class_names, count=6):
     if len(images) == 0:
         return None, ""
-    pick = np.arange(min(count, len(images)))
+    pick = spread_over_classes(y_true, count)
     predicted = proba[pick].argmax(axis=1)
     maps, level = gradcam(model, images[pick], predicted)
     titles = [f"true {class_names[y_true[i]]}\npred {class_names[c]} ({proba[i, c]:.2f})"
@@ -49,7 +65,8 @@ def gradcam_figure(model, images, y_true, proba, class_names, count=6):
     png = plots.image_grid(images[pick], titles, overlays=maps, columns=6,
                            title=f"Grad-CAM on {level} for the predicted class")
     return png, (f"Grad-CAM heat maps from pyramid level {level} (the deepest level with spatial "
-                 f"extent) for the first {len(pick)} test images; red = evidence for the predicted class.")
+                 f"extent) for {len(pick)} test images taken in turn from each class; red = evidence for "
+                 f"the predicted class.")
 
 
 def mistakes_figure(images, y_true, proba, class_names, count=12):
