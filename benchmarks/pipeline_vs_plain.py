@@ -26,8 +26,20 @@ def pipeline_seconds(output):
     return metrics["train"]["seconds"], metrics["metrics"]["accuracy"]
 
 
+def check_same_defaults(config):
+    """The plain script restates the task defaults; a drifted copy would time another model."""
+    plain = {"epochs": plain_keras_digits.EPOCHS, "batch_size": plain_keras_digits.BATCH,
+             "learning_rate": plain_keras_digits.LR, "augment_shift": plain_keras_digits.SHIFT}
+    drifted = [f"{key}: plain {value}, task {getattr(config, key)}" for key, value in plain.items()
+               if getattr(config, key) != value]
+    if drifted:
+        sys.exit("plain_keras_digits.py no longer matches the task defaults (" + "; ".join(drifted) + ")")
+
+
 def main(repeats=3):
-    batch_norm = workflow.get_task("image-classification").Config().backbone_options["batch_norm"]
+    config = workflow.get_task("image-classification").Config()
+    check_same_defaults(config)
+    batch_norm = config.backbone_options["batch_norm"]
     plain, pipe = [], []
     with tempfile.TemporaryDirectory() as output:
         for _ in range(repeats):

@@ -17,7 +17,7 @@ from keras import layers  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
-EPOCHS, BATCH, LR, SEED = 40, 32, 5e-4, 0  # the task defaults
+EPOCHS, BATCH, LR, SHIFT, SEED = 40, 32, 5e-4, 0.1, 0  # the task defaults
 
 
 def model(batch_norm):
@@ -44,7 +44,7 @@ def main(batch_norm=True, verbose=2):
     x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=0.2, stratify=y, random_state=SEED)
     x_train, x_val, y_train, y_val = train_test_split(x_rest, y_rest, test_size=0.1, stratify=y_rest,
                                                       random_state=SEED)
-    shift = layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=SEED)
+    shift = layers.RandomTranslation(SHIFT, SHIFT, fill_mode="constant", seed=SEED)
     train = (tf.data.Dataset.from_tensor_slices((x_train, y_train)).cache()
              .shuffle(len(y_train), seed=SEED).batch(BATCH)
              .map(lambda a, b: (shift(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
