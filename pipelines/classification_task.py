@@ -116,5 +116,17 @@ class ClassificationTask(Task):
         return records
 
     @staticmethod
+    def class_outputs(probabilities, info, *, names=True):
+        """What an exported classifier answers: probabilities, the best class id and (for
+        SavedModels; TFLite keeps to numbers) its name."""
+        import tensorflow as tf
+
+        ids = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        outputs = {"probabilities": probabilities, "class_ids": ids}
+        if names:
+            outputs["class_names"] = tf.gather(tf.constant(list(info["class_names"])), ids)
+        return outputs
+
+    @staticmethod
     def format_top(record):
         return ", ".join(f"{t['class']} {t['probability']:.3f}" for t in record["top"])

@@ -92,7 +92,12 @@ def build_parser():
     p = verbs.add_parser("export", help="export a run's model")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--format", required=True, choices=("saved_model", "tflite"))
-    p.add_argument("--out", metavar="DIR")
+    p.add_argument("--out", metavar="DIR", help="export folder (default RUN_DIR/export/FORMAT); "
+                   "the model goes to DIR/VERSION/, metadata.json beside it")
+    p.add_argument("--version", type=int, default=1, metavar="N",
+                   help="version folder for TF Serving (default 1); an existing one is refused")
+    p.add_argument("--quantize", default="none", choices=("none", "float16", "dynamic"),
+                   help="TFLite weight quantisation")
 
     p = verbs.add_parser("export-backbone", help="copy a run's backbone to a .weights.h5 file "
                          "(+ .json) for --backbone-weights")
@@ -231,7 +236,8 @@ def cmd_predict(args):
 def cmd_export(args):
     from pipelines import workflow
 
-    print(workflow.export(args.run_dir, args.format, args.out))
+    print(workflow.export(args.run_dir, args.format, args.out, version=args.version,
+                          quantize=args.quantize))
 
 
 def cmd_export_backbone(args):

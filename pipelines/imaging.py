@@ -113,3 +113,45 @@ def to_png(array):
     buffer = io.BytesIO()
     Image.fromarray((np.clip(array, 0, 1) * 255).round().astype(np.uint8)).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+# -- the same steps as TensorFlow ops, for exported models that take encoded image bytes ----------
+def decode_in_graph(data, channels):
+    """The graph twin of ``fit_channels(read_image(path)[None], channels)[0]`` for one encoded
+    PNG/JPEG/BMP/GIF (a scalar string tensor): float32 [0, 1] of shape (H, W, ``channels``).
+    Alpha is dropped, colour becomes gray by the channel mean, gray is replicated to RGB."""
+    import tensorflow as tf
+
+    def jpeg():  # the accurate integer DCT is what Pillow uses; TF's default differs by up to 7/255
+        image = tf.io.decode_jpeg(data, channels=0, dct_method="INTEGER_ACCURATE")
+        return tf.image.convert_image_dtype(image, tf.float32)
+
+    def other():
+        return tf.io.decode_image(data, channels=0, dtype=tf.float32, expand_animations=False)
+
+    image = tf.cond(tf.io.is_jpeg(data), jpeg, other)
+    colour = tf.shape(image)[-1] >= 3
+    image = tf.cond(colour, lambda: image[..., :3], lambda: image[..., :1])
+    if channels == 1:
+        image = tf.cond(colour, lambda: tf.reduce_mean(image, axis=-1, keepdims=True), lambda: image)
+    else:
+        image = tf.cond(colour, lambda: image, lambda: tf.tile(image, [1, 1, 3]))
+    return tf.ensure_shape(image, (None, None, channels))
+
+
+def resize_in_graph(image, size):
+    """The graph twin of :func:`resize_batch` for one (H, W, C) image."""
+    import tensorflow as tf
+
+    same = tf.reduce_all(tf.shape(image)[:2] == size)
+    resized = tf.cond(same, lambda: image, lambda: tf.clip_by_value(
+        tf.image.resize(image, (size, size), antialias=True), 0.0, 1.0))
+    return tf.ensure_shape(resized, (size, size, image.shape[-1]))
+
+
+def decode_batch_in_graph(data, channels, size):
+    """A batch of encoded images (string[N]) -> float32 (N, size, size, channels)."""
+    import tensorflow as tf
+
+    return tf.map_fn(lambda item: resize_in_graph(decode_in_graph(item, channels), size), data,
+                     fn_output_signature=tf.TensorSpec((size, size, channels), tf.float32))

@@ -39,6 +39,13 @@ def create_run_dir(root, task):
     raise RuntimeError(f"could not create a new run directory under {parent}")
 
 
+def current_umask():
+    """The process umask (reading it means setting it; set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path, write):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -46,6 +53,7 @@ def _atomic(path, write):
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 would hide reports from a team
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

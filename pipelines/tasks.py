@@ -137,6 +137,23 @@ class Task:
     def format_prediction(self, record):
         return json.dumps(record)
 
+    # -- serving -----------------------------------------------------------------------------
+    def serving_signatures(self, model, info):
+        """SavedModel endpoints, ``{name: pipelines.serving.Signature}``, the first named
+        ``serving_default``: what a client has goes in (image bytes, strings, a volume), the
+        user's words come out (class names, a caption, a mask)."""
+        from pipelines.errors import UserError
+
+        raise UserError(f"{self.name}: this task has no serving export")
+
+    def tflite_signatures(self, model, info):
+        """The numeric endpoints TFLite's ops can run (decoding, tokenizing and class names stay
+        with the client); a task whose graph cannot go sets ``tflite_unsupported``."""
+        from pipelines.errors import UserError
+
+        reason = self.tflite_unsupported or "this task has no TFLite export"
+        raise UserError(f"cannot export {self.name} to tflite: {reason}; use --format saved_model")
+
     # -- assets ------------------------------------------------------------------------------
     def save_assets(self, info, assets_dir, write_json):
         if "vocabulary" in info:

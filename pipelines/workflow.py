@@ -249,26 +249,15 @@ def predict(run_dir, inputs, *, options=None, out=None):
     return task, task.predict_inputs(model, list(inputs), info, options or {}, out=out)
 
 
-def export(run_dir, fmt, out=None):
-    """Export the whole model as a TensorFlow SavedModel or a TFLite flat buffer."""
+def export(run_dir, fmt, out=None, *, version=1, quantize="none"):
+    """Export a finished run for serving (:mod:`pipelines.serving`): ``OUT/<version>/`` holds a
+    SavedModel whose signatures take raw inputs, or a ``model.tflite``; ``OUT/metadata.json``."""
+    from pipelines import serving
+
+    path, _ = runs.open_run(run_dir)  # a missing or unfinished run is refused first, by name
+    if not (path / runs.METRICS_FILE).is_file():
+        raise UserError(f"{path}: the run has not finished (no {runs.METRICS_FILE}); resume it "
+                        f"with --resume or export another run")
+    request = serving.plan(run_dir, fmt, out, version=version, quantize=quantize)
     path, saved, task, config, info, model = load_run(run_dir)
-    if fmt == "tflite" and task.tflite_unsupported:
-        raise UserError(f"{path}: cannot export {task.name} to tflite: {task.tflite_unsupported}; "
-                        f"use --format saved_model")
-    target = Path(out) if out else path / "export" / fmt
-    if target.exists():
-        raise UserError(f"--out {target}: already exists; choose another path (nothing is overwritten)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    saved_model_dir = target if fmt == "saved_model" else target.parent / f".{target.name}.saved_model"
-    model.export(str(saved_model_dir), format="tf_saved_model", verbose=False)
-    if fmt == "tflite":
-        import shutil
-
-        import tensorflow as tf
-
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
-        flatbuffer = converter.convert()
-        shutil.rmtree(saved_model_dir, ignore_errors=True)
-        target.mkdir(parents=True)
-        runs.write_bytes(target / "model.tflite", flatbuffer)
-    return target
+    return serving.write(request, run_dir=path, task=task, model=model, info=info, saved=saved)

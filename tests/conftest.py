@@ -40,6 +40,42 @@ def class_folder(tmp_path):
     return root
 
 
+SERVING_CLIENT = Path(__file__).resolve().parent / "serving_client.py"
+
+
+def serve_in_fresh_process(saved_model, signature, inputs, work, imports=()):
+    """One signature's outputs, called in a new Python process that imports TensorFlow (plus
+    ``imports``) and none of this project: what a user's own service would do."""
+    import base64
+    import json
+    import subprocess
+    import sys
+
+    work.mkdir(parents=True, exist_ok=True)
+    request, out = work / f"{signature}.request.json", work / f"{signature}.outputs.npz"
+    request.write_text(json.dumps({"saved_model": str(saved_model), "signature": signature,
+                                   "inputs": inputs, "imports": list(imports)}))
+    done = subprocess.run([sys.executable, str(SERVING_CLIENT), str(request), str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with np.load(out) as data:
+        outputs = {key: data[key] for key in data.files}
+    modules = set(outputs.pop("__modules__").tolist())
+    assert not {"pipelines", "tasks"} & modules, "the client imported this project"
+    for key in [k for k in outputs if k.endswith(".b64")]:
+        outputs[key[:-4]] = [base64.b64decode(v) for v in outputs.pop(key)]
+    return outputs
+
+
+def run_tflite(model_file, signature, **inputs):
+    """One signature runner of a .tflite file, on LiteRT (not TensorFlow's deprecated interpreter)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(model_file))
+    runner = interpreter.get_signature_runner(signature)
+    return runner(**{k: np.asarray(v) for k, v in inputs.items()})
+
+
 def run_cli(*argv):
     from pipelines.cli import main
 

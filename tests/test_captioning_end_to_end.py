@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import run_cli, shared_dataset, write_png
+from conftest import run_cli, serve_in_fresh_process, shared_dataset, write_png
 
 pytestmark = pytest.mark.slow
 
@@ -92,6 +92,67 @@ def test_a_fresh_process_captions_an_image_greedy_and_beam(shapes_run, tmp_path)
     attention = np.asarray(record["attention"])
     assert attention.shape == (len(record["words"]), int(np.prod(record["attention_grid"])))
     np.testing.assert_allclose(attention.sum(axis=1), 1, atol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def shape_files(tmp_path_factory):
+    from tasks.captioning import shapes
+
+    images, _ = shapes.generate(n=12, seed=7)
+    folder = tmp_path_factory.mktemp("shape_files")
+    for i, image in enumerate(images):
+        write_png(folder / f"shape_{i}.png", np.round(image * 255))
+    return sorted(folder.glob("*.png"))
+
+
+def _project_captions(run_dir, files):
+    from pipelines import workflow
+
+    path, saved, task, config, info, model = workflow.load_run(run_dir)
+    return [r["greedy"] for r in task.predict_inputs(model, files, info, {"beam_width": 1})], info
+
+
+def test_the_saved_model_writes_the_projects_greedy_caption_from_file_bytes(shapes_run, shape_files,
+                                                                          tmp_path):
+    expected, info = _project_captions(shapes_run, shape_files)
+    assert len(set(expected)) > 1 and len(set(map(len, expected))) > 1  # not one fixed sentence
+    assert run_cli("export", shapes_run, "--format", "saved_model", "--out", tmp_path / "sm") == 0
+    served = serve_in_fresh_process(tmp_path / "sm" / "1", "serving_default",
+                                    {"image_bytes": {"files": [str(f) for f in shape_files]}}, tmp_path)
+    assert [c.decode() for c in served["caption"]] == expected
+    vocabulary = info["vocabulary"]
+    for ids, length, caption in zip(served["token_ids"], served["length"], expected):
+        assert " ".join(vocabulary[i] for i in ids[:length]) == caption and not ids[length:].any()
+    metadata = json.loads((tmp_path / "sm" / "metadata.json").read_text())
+    assert set(metadata["signatures"]) == {"serving_default", "caption_pixels", "encode",
+                                           "encode_pixels", "decode_step"}
+
+
+def test_tflite_encoder_and_decoder_step_reproduce_greedy_captions(shapes_run, shape_files, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from pipelines import imaging
+    from tasks.captioning import vocabulary as vocab
+
+    expected, info = _project_captions(shapes_run, shape_files)
+    assert run_cli("export", shapes_run, "--format", "tflite", "--out", tmp_path / "tfl") == 0
+    interpreter = Interpreter(model_path=str(tmp_path / "tfl" / "1" / "model.tflite"))
+    encode, step = (interpreter.get_signature_runner(n) for n in ("encode_pixels", "decode_step"))
+    captions = []
+    for path in shape_files:
+        pixels = imaging.resize_batch(imaging.read_image(path, channels=3)[None], info["image_size"])
+        encoded = encode(pixels=pixels)
+        state, token, words = encoded["state_h"], np.array([vocab.START_ID], np.int32), []
+        for _ in range(info["max_length"]):
+            out = step(features=encoded["features"], keys=encoded["keys"], tokens=token, state_h=state)
+            token, state = out["log_probs"].argmax(axis=-1).astype(np.int32), out["state_h"]
+            if token[0] == vocab.END_ID:
+                break
+            words.append(info["vocabulary"][token[0]])
+        captions.append(" ".join(words))
+    assert captions == expected
+    shipped = (tmp_path / "tfl" / "1" / "assets.extra" / "vocabulary.txt").read_text().split("\n")
+    assert shipped[:len(info["vocabulary"])] == info["vocabulary"]  # a client maps ids to words
 
 
 @pytest.mark.parametrize("make", [_coco, _flickr], ids=["coco", "flickr8k"])

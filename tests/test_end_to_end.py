@@ -82,7 +82,7 @@ def test_predict_prints_top_classes(digits_run, tmp_path, capsys):
 def test_export_saved_model_and_refuse_overwrite(digits_run, tmp_path, capsys):
     target = tmp_path / "exported"
     assert run_cli("export", digits_run, "--format", "saved_model", "--out", target) == 0
-    assert (target / "saved_model.pb").is_file()
+    assert (target / "1" / "saved_model.pb").is_file() and (target / "metadata.json").is_file()
     assert run_cli("export", digits_run, "--format", "saved_model", "--out", target) == 2
     assert "already exists" in capsys.readouterr().err
 

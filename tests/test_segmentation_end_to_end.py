@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import run_cli, write_png
+from conftest import run_cli, run_tflite, serve_in_fresh_process, write_png
 
 pytestmark = pytest.mark.slow
 
@@ -156,3 +156,82 @@ def test_bad_inputs_exit_2_naming_the_file(tmp_path, out, capsys):
              str(four / "imagesTr" / "case_000.nii.gz"))
     assert train(four) == 2 and "case_000.nii.gz: expected a 3D volume, got 4D" in _one_error_line(capsys)
     assert not out.exists()
+
+
+# -- serving: the exported graph reproduces predict_case ---------------------------------------
+@pytest.fixture(scope="module")
+def tiled_run(tmp_path_factory):
+    """A 2D run on images larger than the network, so prediction tiles at native scale."""
+    root = tmp_path_factory.mktemp("tiled")
+    data = _folder(root / "big", n=8, size=(40, 70))
+    assert run_cli("train", "medical-segmentation", "--data", data, "--output", root / "runs", *TINY) == 0
+    return _only_run(root / "runs"), data
+
+
+@pytest.fixture(scope="module")
+def volume_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("volumes")
+    data, _ = _msd(root / "msd")
+    assert run_cli("train", "medical-segmentation", "--data", data, "--output", root / "runs",
+                   *TINY, "--set", "empty_slice_fraction=1.0") == 0
+    return _only_run(root / "runs"), data
+
+
+def _agreement(a, b):
+    assert a.shape == b.shape
+    return float((np.asarray(a) == np.asarray(b)).mean())
+
+
+def test_a_2d_export_answers_png_masks_like_predict(tiled_run, tmp_path, capsys):
+    import io
+
+    from PIL import Image
+
+    run_dir, data = tiled_run
+    files = sorted((data / "images").glob("*.png"))
+    assert run_cli("predict", run_dir, *files, "--out", tmp_path / "pred", "--json") == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert run_cli("export", run_dir, "--format", "saved_model", "--out", tmp_path / "sm") == 0
+    served = serve_in_fresh_process(tmp_path / "sm" / "1", "serving_default",
+                                    {"image_bytes": {"files": [str(f) for f in files]}}, tmp_path)
+    for i, record in enumerate(records):
+        expected = np.asarray(Image.open(record["mask"]))
+        got = np.asarray(Image.open(io.BytesIO(served["mask_png"][i])))
+        assert _agreement(got, expected) >= 0.999
+        assert [served["height"][i], served["width"][i]] == record["shape"] == [40, 70]
+        assert served["class_pixels"][i].tolist() == [record["voxels"]["foreground"]]
+    assert sum(r["voxels"]["foreground"] for r in records) > 0  # the masks are not all empty
+
+
+def test_tflite_segments_network_sized_slices_like_keras(tiled_run, tmp_path):
+    from pipelines import workflow
+
+    run_dir, data = tiled_run
+    path, saved, task, config, info, model = workflow.load_run(run_dir)
+    x, _ = task.encode(task.load(str(data), config), info)
+    expected = model.predict(x[:6], verbose=0)
+    assert run_cli("export", run_dir, "--format", "tflite", "--out", tmp_path / "tfl") == 0
+    for i in range(6):
+        got = run_tflite(tmp_path / "tfl" / "1" / "model.tflite", "segment_pixels", pixels=x[i:i + 1])
+        np.testing.assert_allclose(got["probabilities"][0], expected[i], atol=1e-4)
+        assert _agreement(got["mask"][0], expected[i].argmax(-1)) >= 0.999
+
+
+def test_a_volume_export_answers_a_label_volume_in_the_scans_own_shape(volume_run, tmp_path, capsys):
+    run_dir, data = volume_run
+    scan = data / "imagesTr" / "case_001.nii.gz"
+    assert run_cli("predict", run_dir, scan, "--out", tmp_path / "pred", "--json") == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    expected = np.asarray(nib.load(record["mask"]).dataobj)
+    image = nib.load(str(scan))
+    np.save(tmp_path / "volume.npy", np.asarray(image.dataobj, np.float32))
+    np.save(tmp_path / "spacing.npy", np.asarray(image.header.get_zooms()[:3], np.float32))
+    assert run_cli("export", run_dir, "--format", "saved_model", "--out", tmp_path / "sm") == 0
+    served = serve_in_fresh_process(tmp_path / "sm" / "1", "serving_default",
+                                    {"volume": {"npy": str(tmp_path / "volume.npy")},
+                                     "spacing": {"npy": str(tmp_path / "spacing.npy")}}, tmp_path)
+    assert _agreement(served["labels"], expected) >= 0.999
+    assert [n.decode() for n in served["class_names"]] == ["head", "tail"]
+    assert served["voxels"].tolist() == [record["voxels"]["head"], record["voxels"]["tail"]]
+    assert sum(served["voxels"]) > 0
+    np.testing.assert_allclose(served["volume_ml"], served["voxels"] * 1.5 * 1.0 * 2.0 / 1000, rtol=1e-6)

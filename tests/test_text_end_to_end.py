@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli, shared_dataset
+from conftest import run_cli, serve_in_fresh_process, shared_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -140,15 +140,24 @@ def test_trec_split_is_honoured():
     assert len(data.given_splits["test"]) == 500 and len(data.info["class_names"]) == 6
 
 
-def test_export_saved_model_serves_raw_strings_and_tflite_is_refused(csv_run, tmp_path, capsys):
-    import tensorflow as tf
+def test_export_serves_raw_strings_with_class_names_and_tflite_is_refused(csv_run, tmp_path, capsys):
+    from pipelines import workflow
 
+    texts = ["claim your free cash prize now", "see you at lunch tomorrow", "WIN a FREE prize!!",
+             "", "ok thanks, call me later 😀"]
     assert run_cli("export", csv_run, "--format", "saved_model", "--out", tmp_path / "sm") == 0
-    served = tf.saved_model.load(str(tmp_path / "sm"))
-    proba = served.serve(tf.constant(["claim your free cash prize now"])).numpy()
-    assert proba.shape == (1, 2) and abs(proba.sum() - 1) < 1e-4
+    served = serve_in_fresh_process(tmp_path / "sm" / "1", "serving_default",
+                                    {"text": {"strings": texts}}, tmp_path, imports=["tensorflow_text"])
+    path, saved, task, config, info, model = workflow.load_run(csv_run)
+    proba = model.predict(np.asarray(texts, dtype=object), verbose=0)
+    np.testing.assert_allclose(served["probabilities"], proba, atol=1e-4)
+    assert [n.decode() for n in served["class_names"]] == [info["class_names"][i] for i in proba.argmax(1)]
+    assert served["class_names"][0] == b"spam" and served["class_names"][1] == b"ham"
+    capsys.readouterr()
     assert run_cli("export", csv_run, "--format", "tflite", "--out", tmp_path / "tfl") == 2
-    assert "tensorflow-text" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "tensorflow-text" in err[0]
+    assert not (tmp_path / "tfl").exists()
 
 
 def test_evaluate_a_text_run_again(csv_run, capsys):

@@ -51,7 +51,6 @@ class Captioning(Task):
     summary = "a sentence per image: CNN encoder + attention GRU/LSTM decoder, greedy and beam search"
     builtin_data = tuple(readers.BUILTIN)
     key_metrics = ("bleu4", "cider", "rouge_l")
-    tflite_unsupported = "the decoder runs a tf.scan recurrence and a Python beam search"
 
     # -- data --------------------------------------------------------------------------------
     def load(self, spec, config):
@@ -176,6 +175,17 @@ class Captioning(Task):
                  "attention_grid": list(grid),
                  "attention": np.round(b.attention, 4).tolist()}
                 for path, g, b in zip(inputs, greedy, beam)]
+
+    # -- serving -----------------------------------------------------------------------------
+    def serving_signatures(self, model, info):
+        from tasks.captioning import serving
+
+        return serving.serving_signatures(model, info)
+
+    def tflite_signatures(self, model, info):
+        from tasks.captioning import serving
+
+        return serving.tflite_signatures(model, info)
 
     def format_prediction(self, record):
         return f"{record['input']}: {record['caption']}"

@@ -116,11 +116,52 @@ class ImageClassification(ClassificationTask):
         result["gradcam"] = figures.gradcam_figure(model, images, y, outputs, names)
         return result
 
+    def read_inputs(self, paths, info):
+        """Image files as the network takes them: (N, size, size, channels) in [0, 1]."""
+        return np.stack([imaging.resize_batch(imaging.fit_channels(
+            imaging.read_image(p)[None], info["channels"]), info["image_size"])[0] for p in paths])
+
     def predict_inputs(self, model, inputs, info, options, out=None):
-        images = np.stack([imaging.resize_batch(imaging.fit_channels(
-            imaging.read_image(p)[None], info["channels"]), info["image_size"])[0] for p in inputs])
-        records = self.top_classes(model.predict(images, verbose=0), info, options)
+        records = self.top_classes(model.predict(self.read_inputs(inputs, info), verbose=0), info, options)
         return [{"input": str(path), **record} for path, record in zip(inputs, records)]
+
+    # -- serving -----------------------------------------------------------------------------
+    def serving_signatures(self, model, info):
+        import tensorflow as tf
+
+        from pipelines.serving import Signature
+
+        size, channels = info["image_size"], info["channels"]
+
+        def serving_default(image_bytes):
+            pixels = imaging.decode_batch_in_graph(image_bytes, channels, size)
+            return self.class_outputs(model(pixels, training=False), info)
+
+        def predict_pixels(pixels):
+            return self.class_outputs(model(pixels, training=False), info)
+
+        return {
+            "serving_default": Signature(
+                serving_default, [tf.TensorSpec([None], tf.string, name="image_bytes")],
+                f"encoded PNG/JPEG/BMP/GIF files -> class; decoded, fitted to {channels} "
+                f"channel(s), resized to {size}x{size} and scaled to [0, 1] in the graph"),
+            "predict_pixels": self._pixel_signature(predict_pixels, info)}
+
+    def tflite_signatures(self, model, info):
+        def predict_pixels(pixels):
+            return self.class_outputs(model(pixels, training=False), info, names=False)
+
+        return {"predict_pixels": self._pixel_signature(predict_pixels, info)}
+
+    @staticmethod
+    def _pixel_signature(function, info):
+        import tensorflow as tf
+
+        from pipelines.serving import Signature
+
+        size, channels = info["image_size"], info["channels"]
+        return Signature(function, [tf.TensorSpec([None, size, size, channels], tf.float32, name="pixels")],
+                         f"float32 images already {size}x{size}x{channels} in [0, 1] -> class")
 
     def format_prediction(self, record):
         return f"{Path(record['input']).name}: {record['class']}  ({self.format_top(record)})"

@@ -273,6 +273,17 @@ class MedicalSegmentation(Task):
                             "voxels": counts})
         return records
 
+    # -- serving -----------------------------------------------------------------------------
+    def serving_signatures(self, model, info):
+        from tasks.medical_segmentation import serving
+
+        return serving.serving_signatures(model, info)
+
+    def tflite_signatures(self, model, info):
+        from tasks.medical_segmentation import serving
+
+        return serving.tflite_signatures(model, info)
+
     def format_prediction(self, record):
         return f"{record['input']} -> {record['mask']}  {record['voxels']}"
 

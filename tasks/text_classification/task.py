@@ -184,6 +184,21 @@ class TextClassification(ClassificationTask):
         return [{"input": text, **record}
                 for text, record in zip(inputs, self.top_classes(proba, info, options))]
 
+    # -- serving -----------------------------------------------------------------------------
+    def serving_signatures(self, model, info):
+        import tensorflow as tf
+
+        from pipelines.serving import Signature
+
+        def serving_default(text):
+            return self.class_outputs(model(text, training=False), info)
+
+        return {"serving_default": Signature(
+            serving_default, [tf.TensorSpec([None], tf.string, name="text")],
+            "raw UTF-8 strings -> class; normalised and tokenized in the graph (tensorflow-text)",
+            notes=["tensorflow-text ops: a Python client imports tensorflow_text before loading; "
+                   "TF Serving's model server has them built in"])}
+
     def format_prediction(self, record):
         return f"{_clip(record['input'], 60)}: {record['class']}  ({self.format_top(record)})"
 
