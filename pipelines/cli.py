@@ -74,7 +74,10 @@ def build_parser():
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--output", metavar="DIR")
     p.add_argument("--resume", metavar="RUN_DIR")
-    p.add_argument("--strategy", choices=("auto", "default", "mirrored", "multi-worker"))
+    p.add_argument("--strategy", choices=("auto", "default", "mirrored", "multi-worker"),
+                   help="tf.distribute strategy; multi-worker reads TF_CONFIG (docs/scaling.md)")
+    p.add_argument("--run-id", metavar="ID", help="name the run directory (default: a new UTC "
+                   "time + hex id; a cluster's workers take the chief's)")
     p.add_argument("--quiet", action="store_true")
 
     p = verbs.add_parser("evaluate", help="evaluate a saved run")
@@ -199,9 +202,9 @@ def cmd_train(args):
     from pipelines.tasks import get_task
 
     if args.resume:
-        if args.task or args.config or args.set:
+        if args.task or args.config or args.set or args.run_id:
             raise UserError("--resume RUN_DIR continues a run with its saved configuration; "
-                            "give no TASK, --config or --set with it")
+                            "give no TASK, --config, --set or --run-id with it")
         workflow.train(None, resume=args.resume, quiet=args.quiet)
         return
     if not args.task:
@@ -214,7 +217,7 @@ def cmd_train(args):
              "output": args.output, "strategy": args.strategy}
     config = workflow.resolve_config(task, toml=args.config, sets=config_lib.parse_set(args.set),
                                      flags=flags)
-    workflow.train(task.name, config=config, quiet=args.quiet)
+    workflow.train(task.name, config=config, quiet=args.quiet, run_id=args.run_id)
 
 
 def cmd_evaluate(args):

@@ -65,7 +65,9 @@ class TrainConfig:
                                       help="seconds between resumable backups; 0 = every epoch")
     tensorboard: bool = option(False, help="write TensorBoard logs to RUN_DIR/logs")
     strategy: str = option("auto", choices=("auto", "default", "mirrored", "multi-worker"),
-                           help="tf.distribute strategy")
+                           help="tf.distribute strategy (docs/scaling.md); batch_size is global")
+    lr_scaling: str = option("none", choices=("none", "linear"),
+                             help="learning rate x replicas under a distributed strategy (linear)")
     output: str = option("saved_models", help="root folder for run directories")
 
 

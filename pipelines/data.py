@@ -175,7 +175,9 @@ def tf_dataset(x, y, *, batch_size, training, seed=0, augment=None, cache=True, 
         # one call at a time: the augmentation layers draw from one seeded random state, and
         # parallel calls would take its numbers in a racy order (same --seed, another result)
         ds = ds.map(augment)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()  # under a multi-worker strategy each worker takes its share of
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)  # every batch: none seen twice
 
 
 def balanced_class_weight(labels):

@@ -25,10 +25,20 @@ def new_run_id(now=None):
     return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
-def create_run_dir(root, task):
-    """Make a fresh ``root/task/<run-id>``; an existing directory is never reused."""
+def create_run_dir(root, task, run_id=None):
+    """Make a fresh ``root/task/<run-id>`` (``run_id`` when given, e.g. one id for every worker
+    of a cluster); an existing directory is never reused."""
     parent = Path(root) / task
     parent.mkdir(parents=True, exist_ok=True)
+    if run_id is not None:
+        if not run_id or "/" in run_id or run_id.startswith(".") or len(run_id) > 64:
+            raise UserError(f"--run-id {run_id!r}: use a plain folder name of at most 64 characters")
+        try:
+            (parent / run_id).mkdir()
+        except FileExistsError:
+            raise UserError(f"--run-id {run_id}: {parent / run_id} already exists (a run is never "
+                            f"overwritten; continue it with --resume)") from None
+        return parent / run_id
     for _ in range(10):
         path = parent / new_run_id()
         try:

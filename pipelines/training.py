@@ -63,12 +63,15 @@ class PeriodicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
 def _callbacks(config, run_dir, phase, *, monitor, mode, resume_history, tensorboard_dir):
     run_dir = Path(run_dir)
+    # Epoch-end order matters for resuming: the history row and the best checkpoint first, the
+    # backup last. A process killed in between then resumes before that epoch and redoes it;
+    # the other way round, the epoch's history row would be lost.
     callbacks = [
-        PeriodicBackupAndRestore(str(run_dir / "backup" / phase), config.backup_interval_s),
+        keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=resume_history),
         keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / "best.weights.h5"),
                                         monitor=monitor, mode=mode, save_best_only=True,
                                         save_weights_only=True, verbose=0),
-        keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=resume_history),
+        PeriodicBackupAndRestore(str(run_dir / "backup" / phase), config.backup_interval_s),
     ]
     if config.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
@@ -113,12 +116,18 @@ def _restored_epoch(run_dir, phase):
 
 
 def fit(model, train_ds, val_ds, *, config, run_dir, loss, metrics, monitor="val_loss",
-        mode="min", n_train, quiet=False, resume=False, class_weight=None):
+        mode="min", n_train, quiet=False, resume=False, class_weight=None, placement=None):
     """Train ``model`` in place (one or two phases) and return timing figures.
 
     ``loss``/``metrics`` come from the task. The weights of the best epoch by ``monitor`` are
-    loaded back at the end.
+    loaded back at the end. Under a distributed ``placement`` the optimizer is built in the
+    strategy's scope and ``fit`` trains :func:`pipelines.distribute.fitting_model`'s twin.
     """
+    from pipelines import distribute
+
+    placement = placement or distribute.Placement(None, "default")
+    trained = distribute.fitting_model(model, placement)
+    lr_factor = placement.lr_factor(config.lr_scaling)
     steps = max(1, math.ceil(n_train / config.batch_size))
     tensorboard_dir = Path(run_dir) / "logs" if config.tensorboard else None
     phases = [("train", 0, config.epochs, config.frozen_lr_scale if config.freeze_backbone else 1.0,
@@ -132,17 +141,20 @@ def fit(model, train_ds, val_ds, *, config, run_dir, loss, metrics, monitor="val
         if resume and done_marker.exists():
             continue  # this phase finished before the interruption
         set_backbone_trainable(model, backbone_trainable)
-        model.compile(optimizer=make_optimizer(config, steps_per_epoch=steps, epochs=last - first,
-                                               lr_scale=lr_scale),
-                      loss=loss, metrics=metrics, jit_compile=config.jit_compile)
         if resume:  # drop history rows past the restored epoch (all of them if none was saved)
             _trim_history(run_dir, _restored_epoch(run_dir, phase) or first)
-        history = model.fit(
-            train_ds, validation_data=val_ds, epochs=last, initial_epoch=first,
-            verbose=0 if quiet else 2, class_weight=class_weight,
-            callbacks=_callbacks(config, run_dir, phase, monitor=monitor, mode=mode,
-                                 resume_history=resume or index > 0,
-                                 tensorboard_dir=tensorboard_dir))
+        with _scope(placement):
+            trained.compile(optimizer=make_optimizer(config, steps_per_epoch=steps, epochs=last - first,
+                                                     lr_scale=lr_scale * lr_factor),
+                            loss=loss, metrics=metrics, jit_compile=config.jit_compile)
+            if placement.multi_worker:  # its variables must be the strategy's, made here
+                trained.optimizer.build(trained.trainable_variables)
+            history = trained.fit(
+                train_ds, validation_data=val_ds, epochs=last, initial_epoch=first,
+                verbose=0 if quiet else 2, class_weight=class_weight,
+                callbacks=_callbacks(config, run_dir, phase, monitor=monitor, mode=mode,
+                                     resume_history=resume or index > 0,
+                                     tensorboard_dir=tensorboard_dir))
         epochs_run += len(history.epoch)
         done_marker.parent.mkdir(parents=True, exist_ok=True)
         done_marker.touch()
@@ -153,6 +165,12 @@ def fit(model, train_ds, val_ds, *, config, run_dir, loss, metrics, monitor="val
     return FitResult(epochs=epochs_run, seconds=seconds,
                      samples_per_second=n_train * max(epochs_run, 1) / max(seconds, 1e-9),
                      best_epoch=_best_epoch(run_dir, monitor, mode), monitor=monitor)
+
+
+def _scope(placement):
+    import contextlib
+
+    return placement.strategy.scope() if placement.distributed else contextlib.nullcontext()
 
 
 def _best_epoch(run_dir, monitor, mode):

@@ -9,7 +9,7 @@ import platform
 from pathlib import Path
 
 from pipelines import config as config_lib
-from pipelines import evaluation, reports, runs, training, transfer
+from pipelines import distribute, evaluation, reports, runs, training, transfer
 from pipelines.backbones import BACKBONES
 from pipelines.data import Splits, make_splits, tf_dataset
 from pipelines.errors import UserError
@@ -20,18 +20,6 @@ SPLITS_FILE = "splits.json"
 
 def resolve_config(task, *, toml=None, sets=None, flags=None, base=None):
     return config_lib.resolve(task.Config, toml=toml, sets=sets, flags=flags, base=base)
-
-
-def distribution_strategy(name):
-    import tensorflow as tf
-
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi-worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "auto" and len(tf.config.list_logical_devices("GPU")) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
 
 
 def _min_size(config):
@@ -50,8 +38,9 @@ def _load_split_data(task, config, run_dir, resume):
     return dataset, splits
 
 
-def train(task_name, *, config=None, resume=None, quiet=False, echo=print):
-    """Train a task end to end and return the run directory."""
+def train(task_name, *, config=None, resume=None, quiet=False, echo=print, run_id=None):
+    """Train a task end to end and return the run directory (None on a non-chief worker, which
+    trains its share and leaves the run directory to the chief)."""
     import keras
 
     if resume:
@@ -63,26 +52,29 @@ def train(task_name, *, config=None, resume=None, quiet=False, echo=print):
     else:
         task = get_task(task_name)
         config = config or resolve_config(task)
+    placement = distribute.setup(config.strategy)  # before any TensorFlow op (collectives)
     source = transfer.resolve_source(config, task.modality)  # fail on a mismatch before reading data
     keras.utils.set_random_seed(config.seed)
     run_dir = run_dir if resume else None
     dataset, splits = _load_split_data(task, config, run_dir, resume)
     train_set, val_set, test_set = (dataset.subset(s) for s in (splits.train, splits.val, splits.test))
     info = task.fit_preprocessing(train_set, config, _min_size(config))
-    if run_dir is None:
-        run_dir = runs.create_run_dir(config.output, task.name)
-    strategy = distribution_strategy(config.strategy)
+    run_dir = _place_run(placement, config.output, task.name, run_dir, run_id)
+    quiet = quiet or not placement.is_chief
     arguments = task.backbone_arguments(info, config)
-    with strategy.scope():
+    with placement.strategy.scope():
         vocabulary = info.get("vocabulary") if task.modality == "text" else None
         backbone, origin = transfer.build_backbone(config, task.input_shape(info), source,
                                                    arguments=arguments, vocabulary=vocabulary)
         model = task.build(backbone, info, config)
+    if placement.multi_worker:
+        model = distribute.detach(model)  # predicts and saves on the chief alone
     runs.write_json(run_dir / runs.CONFIG_FILE, {
         "task": task.name, "config": config_lib.to_dict(config),
         "split": {"method": splits.method, "counts": splits.counts(), "file": SPLITS_FILE},
         "data_description": dataset.description, "preprocessing": task.describe_preprocessing(info),
         "backbone": transfer.backbone_meta(config, task.input_shape(info), arguments=arguments), "lineage": origin,
+        "distribution": placement.describe(config.batch_size, config.lr_scaling),
         "versions": _versions(), "created": datetime.datetime.now(datetime.timezone.utc).isoformat()})
     runs.write_json(run_dir / SPLITS_FILE, splits.to_json())
     runs.set_status(run_dir, "training")
@@ -90,6 +82,9 @@ def train(task_name, *, config=None, resume=None, quiet=False, echo=print):
         echo(f"run directory: {run_dir}")
         echo(f"data: {dataset.description}; split {splits.method} {splits.counts()}")
         echo(f"model: {config.backbone} backbone, {model.count_params():,} parameters")
+        if placement.distributed:
+            echo(f"strategy: {placement.name}, {placement.replicas} replicas on {placement.workers} "
+                 f"worker(s), global batch {config.batch_size}")
     x_train, y_train = task.encode(train_set, info)
     x_val, y_val = task.encode(val_set, info)
     train_ds = tf_dataset(x_train, y_train, batch_size=config.batch_size, training=True,
@@ -99,7 +94,13 @@ def train(task_name, *, config=None, resume=None, quiet=False, echo=print):
     fitted = training.fit(model, train_ds, val_ds, config=config, run_dir=run_dir,
                           loss=task.loss(config, info), metrics=task.compile_metrics(config),
                           monitor=monitor, mode=mode, n_train=len(y_train), quiet=quiet,
-                          resume=bool(resume), class_weight=task.class_weight(y_train, config))
+                          resume=bool(resume), class_weight=task.class_weight(y_train, config),
+                          placement=placement)
+    if not placement.is_chief:
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)  # the worker's temporary folder
+        return None
     runs.save_model(model, run_dir / "model.keras")
     transfer.save_backbone(model, run_dir, transfer.backbone_meta(config, task.input_shape(info), run_dir,
                                                                   arguments=arguments))
@@ -123,6 +124,27 @@ def train(task_name, *, config=None, resume=None, quiet=False, echo=print):
     else:
         echo(str(run_dir))
     return run_dir
+
+
+def _place_run(placement, output, task_name, resumed, run_id):
+    """The folder this process writes: the run directory on the chief (new, or the one being
+    resumed); on another worker a temporary folder, seeded on resume with the chief's backups
+    so every worker restarts from the same epoch."""
+    if placement.is_chief:
+        if resumed is not None:
+            return resumed
+        run_dir = runs.create_run_dir(output, task_name, run_id=run_id)
+        distribute.agree_on_run_id(placement, run_dir.name)
+        return run_dir
+    chief_dir = resumed or Path(output) / task_name / distribute.agree_on_run_id(placement, None)
+    folder = distribute.worker_folder(placement)
+    if resumed is not None and (resumed / "backup").is_dir():
+        import shutil
+
+        shutil.copytree(resumed / "backup", folder / "backup")
+    print(f"{placement.cluster.task_type} {placement.cluster.index}: training for run {chief_dir} "
+          f"(the chief writes it); backups in {folder}, deleted at the end", flush=True)
+    return folder
 
 
 def _cleanup(run_dir):
