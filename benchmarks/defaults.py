@@ -19,7 +19,7 @@ VARIANTS = {
     "jit_compile=true": {"jit_compile": True},
     "batch_size=64": {"batch_size": 64},
     "batch_size=128": {"batch_size": 128},
-    "cache=false": {"cache": False},
+    "cache=none": {"cache": "none"},
 }
 
 

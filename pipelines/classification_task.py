@@ -95,12 +95,15 @@ class ClassificationTask(Task):
                 f"Precision-recall curve with '{names[1]}' as the positive class.")
         return result
 
-    def probability_baseline(self, name, estimator, x_train, y_train, x_test, y_test, info):
-        """Fit a scikit-learn classifier; its metrics and (n, classes) probabilities on the test split."""
+    def probability_baseline(self, name, estimator, x_train, y_train, x_test, y_test, info, chunk=1024):
+        """Fit a scikit-learn classifier; its metrics and (n, classes) probabilities on the test split.
+        The test inputs are taken ``chunk`` rows at a time (lazily read files stay lazy)."""
         n_classes = len(info["class_names"])
         estimator.fit(x_train, y_train)
         proba = np.zeros((len(y_test), n_classes))
-        proba[:, estimator.classes_] = estimator.predict_proba(x_test)
+        for start in range(0, len(y_test), chunk):
+            stop = min(start + chunk, len(y_test))
+            proba[start:stop, estimator.classes_] = estimator.predict_proba(x_test[start:stop])
         return {"name": name, "metrics": classification_metrics(y_test, proba, n_classes),
                 "proba": proba}
 

@@ -12,6 +12,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines.data import CACHE_MODES
 from pipelines.errors import UserError
 
 
@@ -59,7 +60,9 @@ class TrainConfig:
     train_fraction: float = option(1.0, minimum=0, maximum=1, exclusive_min=True,
                                    help="share of the training and validation examples used "
                                         "(stratified); the test split is unchanged")
-    cache: bool = option(True, help="cache the tf.data input pipeline in memory")
+    cache: str = option("auto", choices=CACHE_MODES,
+                        help="keep decoded inputs in memory, on disk (RUN_DIR/cache, removed at the "
+                             "end) or nowhere; auto: memory unless files read lazily exceed 2 GiB")
     jit_compile: bool = option(False, help="XLA-compile the train step (see benchmarks/RESULTS.md)")
     backup_interval_s: float = option(30.0, minimum=0,
                                       help="seconds between resumable backups; 0 = every epoch")

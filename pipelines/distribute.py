@@ -171,9 +171,12 @@ def agree_on_run_id(placement, run_id):
     if placement.is_chief:
         raw = run_id.encode("ascii")[:width]
         encoded[:len(raw)] = np.frombuffer(raw, np.uint8)
-    values = placement.strategy.run(lambda: tf.constant(encoded))
-    total = placement.strategy.reduce("SUM", values, axis=None).numpy()
-    return bytes(int(c) for c in total if c).decode("ascii")
+    @tf.function  # collectives run eagerly are slow, and TensorFlow warns that they are
+    def gather():
+        values = placement.strategy.run(lambda: tf.constant(encoded))
+        return placement.strategy.reduce("SUM", values, axis=None)
+
+    return bytes(int(c) for c in gather().numpy() if c).decode("ascii")
 
 
 def worker_folder(placement):

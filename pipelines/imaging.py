@@ -11,6 +11,7 @@ import numpy as np
 from pipelines.errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+GRAY_MODES = ("L", "I", "I;16", "F", "1", "LA")  # Pillow modes read as one channel
 
 
 def read_image(path, channels=None):
@@ -22,7 +23,7 @@ def read_image(path, channels=None):
         with Image.open(path) as image:
             image.load()
             mode = image.mode
-            if channels == 1 or (channels is None and mode in ("L", "I", "I;16", "F", "1", "LA")):
+            if channels == 1 or (channels is None and mode in GRAY_MODES):
                 array = _gray_array(image)
             else:
                 array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0

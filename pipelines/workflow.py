@@ -87,9 +87,13 @@ def train(task_name, *, config=None, resume=None, quiet=False, echo=print, run_i
                  f"worker(s), global batch {config.batch_size}")
     x_train, y_train = task.encode(train_set, info)
     x_val, y_val = task.encode(val_set, info)
+    cache_dir = run_dir / "cache"  # a disk cache left by an interrupted run is not reused
+    _cleanup_cache(cache_dir)
     train_ds = tf_dataset(x_train, y_train, batch_size=config.batch_size, training=True,
-                          seed=config.seed, augment=task.augment(config, info), cache=config.cache)
-    val_ds = tf_dataset(x_val, y_val, batch_size=config.batch_size, training=False, cache=config.cache)
+                          seed=config.seed, augment=task.augment(config, info), cache=config.cache,
+                          cache_dir=cache_dir)
+    val_ds = tf_dataset(x_val, y_val, batch_size=config.batch_size, training=False, cache=config.cache,
+                        cache_dir=cache_dir)
     monitor, mode = task.monitor
     fitted = training.fit(model, train_ds, val_ds, config=config, run_dir=run_dir,
                           loss=task.loss(config, info), metrics=task.compile_metrics(config),
@@ -151,6 +155,13 @@ def _cleanup(run_dir):
     import shutil
 
     shutil.rmtree(Path(run_dir) / "backup", ignore_errors=True)
+    _cleanup_cache(Path(run_dir) / "cache")
+
+
+def _cleanup_cache(folder):
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _versions():

@@ -3,13 +3,16 @@ import pytest
 
 from conftest import shared_dataset, write_png
 from pipelines.errors import UserError
+from pipelines.image_files import ImageFiles
 from tasks.image_classification import readers
 
 
 def test_class_folder(class_folder):
     data = readers.load(str(class_folder))
+    assert isinstance(data.x, ImageFiles)  # read lazily: paths in memory, pixels on demand
     assert data.x.shape == (24, 12, 12, 3) and data.x.dtype == np.float32
-    assert 0 <= data.x.min() and data.x.max() <= 1
+    pixels = data.x.load()
+    assert pixels.shape == (24, 12, 12, 3) and 0 <= pixels.min() and pixels.max() <= 1
     assert data.info["class_names"] == ["bottom", "top"]
     assert np.bincount(data.y).tolist() == [12, 12]
 

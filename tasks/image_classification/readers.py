@@ -1,7 +1,8 @@
 """Image-classification data: builtin digits, class-folder trees, CSV manifests, .npz arrays.
 
 Every reader returns a :class:`pipelines.data.Dataset` whose ``x`` is float32 (N, H, W, C) in
-[0, 1] and ``y`` integer class ids, with ``info["class_names"]``. Splits the data gives itself
+[0, 1] (image files: :class:`pipelines.image_files.ImageFiles`, read lazily, which indexes like
+such an array) and ``y`` integer class ids, with ``info["class_names"]``. Splits the data gives itself
 (``train/``+``test/`` folders, a ``split`` column, MedMNIST-style arrays) are kept.
 """
 
@@ -15,6 +16,7 @@ from pipelines import imaging
 from pipelines.data import (SPLIT_NAMES, Dataset, builtin_name, given_splits, read_text, require_columns,
                             require_two_classes)
 from pipelines.errors import UserError
+from pipelines.image_files import lazy_or_loaded
 
 def load(spec, *, image_size=None, channels=None, path_column="path", label_column="label"):
     if spec.startswith("builtin:"):
@@ -77,7 +79,7 @@ def load_folder(root, *, image_size=None, channels=None):
         raise UserError(f"{root}: the class folders hold no images "
                         f"({', '.join(sorted(imaging.IMAGE_SUFFIXES))})")
     require_two_classes(labels, class_names, root)
-    x = imaging.stack_images(paths, size=image_size, channels=channels)
+    x = lazy_or_loaded(paths, size=image_size, channels=channels)
     given = given_splits(split_of) if split_layout else None
     return Dataset(x, np.asarray(labels), str(root),
                    f"class folders at {root}: {len(paths)} images, {len(class_names)} classes",
@@ -114,7 +116,7 @@ def load_csv(path, *, image_size=None, channels=None, path_column="path", label_
     class_names = sorted(set(label_text))
     labels = [class_names.index(t) for t in label_text]
     require_two_classes(labels, class_names, path)
-    x = imaging.stack_images(files, size=image_size, channels=channels)
+    x = lazy_or_loaded(files, size=image_size, channels=channels)
     given = given_splits(split_of) if all(split_of) else None
     return Dataset(x, np.asarray(labels), str(path),
                    f"CSV manifest {path.name}: {len(files)} images, {len(class_names)} classes",

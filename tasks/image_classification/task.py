@@ -9,6 +9,8 @@ import numpy as np
 from pipelines import imaging
 from pipelines.classification_task import ClassificationConfig, ClassificationTask
 from pipelines.config import option
+from pipelines.data import tf_dataset
+from pipelines.image_files import baseline_sample, is_image_files
 from pipelines.tasks import register_task
 from tasks.image_classification import figures, readers
 from tasks.image_classification.head import build_classifier
@@ -64,6 +66,10 @@ class ImageClassification(ClassificationTask):
         return (info["image_size"], info["image_size"], info["channels"])
 
     def preprocess(self, images, info):
+        """Images as the network takes them: arrays converted now, files read lazily (decoded
+        by tf.data when training, row by row when indexed)."""
+        if is_image_files(images):
+            return images.at(info["channels"], info["image_size"])
         return imaging.resize_batch(imaging.fit_channels(images, info["channels"]), info["image_size"])
 
     def encode(self, dataset, info):
@@ -92,20 +98,29 @@ class ImageClassification(ClassificationTask):
                                 dropout=config.head_dropout)
 
     def predict_dataset(self, model, dataset, info, config):
-        x, _ = self.encode(dataset, info)
+        x, y = self.encode(dataset, info)
+        if is_image_files(x):  # streamed through tf.data, never all in memory
+            x = tf_dataset(x, y, batch_size=256, training=False, cache="none")
         return model.predict(x, batch_size=256, verbose=0)
 
     def baseline(self, train, test, info, config, model=None):
         """Logistic regression on the resized pixels (standardised), same split, same metrics."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
+        from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
         x_train, y_train = self.encode(train, info)
         x_test, y_test = self.encode(test, info)
+        name = "logistic_regression_pixels"
+        if is_image_files(x_train):  # scikit-learn needs the pixels in memory: a sample if large
+            keep = baseline_sample(y_train, x_train.nbytes, seed=config.seed)
+            if len(keep) < len(y_train):
+                name = f"{name} (fitted on {len(keep):,} of {len(y_train):,} training images)"
+            x_train, y_train = x_train[keep], y_train[keep]
+        pixels = FunctionTransformer(lambda images: np.asarray(images).reshape(len(images), -1))
         return self.probability_baseline(
-            "logistic_regression_pixels", make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
-            x_train.reshape(len(x_train), -1), y_train, x_test.reshape(len(x_test), -1), y_test, info)
+            name, make_pipeline(pixels, StandardScaler(), LogisticRegression(max_iter=2000)),
+            x_train, y_train, x_test, y_test, info)
 
     def figures(self, model, dataset, outputs, info, config, baseline=None):
         names = info["class_names"]
