@@ -124,13 +124,14 @@ def decode_in_graph(data, channels):
     import tensorflow as tf
 
     def jpeg():  # the accurate integer DCT is what Pillow uses; TF's default differs by up to 7/255
-        image = tf.io.decode_jpeg(data, channels=0, dct_method="INTEGER_ACCURATE")
-        return tf.image.convert_image_dtype(image, tf.float32)
+        return tf.io.decode_jpeg(data, channels=0, dct_method="INTEGER_ACCURATE")
 
     def other():
-        return tf.io.decode_image(data, channels=0, dtype=tf.float32, expand_animations=False)
+        return tf.io.decode_image(data, channels=0, expand_animations=False)
 
-    image = tf.cond(tf.io.is_jpeg(data), jpeg, other)
+    # x / 255 as read_image computes it (convert_image_dtype multiplies by 1/255: an ulp apart,
+    # and training is chaotic enough for an ulp to change the run)
+    image = tf.cast(tf.cond(tf.io.is_jpeg(data), jpeg, other), tf.float32) / 255.0
     colour = tf.shape(image)[-1] >= 3
     image = tf.cond(colour, lambda: image[..., :3], lambda: image[..., :1])
     if channels == 1:

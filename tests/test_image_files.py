@@ -45,10 +45,13 @@ def test_tf_data_decoding_matches_indexing(mixed_files, size, channels, net_chan
     np.testing.assert_allclose(_graph_pixels(view), view.load(), atol=1e-5)
 
 
-def test_indexing_gives_what_the_in_memory_reader_gave(mixed_files):
-    files = ImageFiles.scan(mixed_files[:3])  # PNGs: gray, RGB, RGBA
-    np.testing.assert_allclose(files.load(), imaging.stack_images(mixed_files[:3]), atol=1e-6)
-    assert files[1].shape == files.shape[1:] and len(files.take([0, 2])) == 2
+def test_both_routes_give_exactly_what_the_in_memory_reader_gave(mixed_files):
+    """Not merely close: an ulp of difference in the input changes a training run (a 10-epoch
+    digits folder run gave 0.950 against 0.964 before decoding divided by 255 as Pillow's does)."""
+    eager = imaging.stack_images(mixed_files[:2])  # PNGs of one size: gray and RGB
+    files = ImageFiles.scan(mixed_files[:2])
+    assert np.array_equal(files.load(), eager) and np.array_equal(_graph_pixels(files), eager)
+    assert files[1].shape == files.shape[1:] and len(files.take([1])) == 1
 
 
 def test_tiff_files_are_read_into_memory_as_before(tmp_path):
