@@ -43,7 +43,8 @@ class ImageFiles:
 
     @classmethod
     def scan(cls, paths, *, size=None, channels=None):
-        """Geometry from the headers only (Pillow reads no pixels to answer size and mode)."""
+        """Geometry from the headers (Pillow decodes no pixels to answer size and mode), and a
+        check of the file's structure, so a broken file stops the run before training."""
         from PIL import Image, UnidentifiedImageError
 
         shapes, colour = set(), False
@@ -52,6 +53,7 @@ class ImageFiles:
                 with Image.open(path) as image:
                     shapes.add((image.height, image.width))
                     colour = colour or image.mode not in imaging.GRAY_MODES
+                    image.verify()  # PNG chunk checksums: a truncated file is named now, not mid-epoch
             except FileNotFoundError:
                 raise UserError(f"{path}: no such image file") from None
             except (UnidentifiedImageError, OSError, ValueError) as error:

@@ -68,6 +68,12 @@ def test_a_corrupt_file_is_named_before_training(tmp_path, capsys):
     (tmp_path / "b" / "2.png").write_bytes(b"not a png")
     assert run_cli("train", "image-classification", "--data", tmp_path, "--output", tmp_path / "o") == 2
     assert "2.png: cannot decode image" in capsys.readouterr().err
+    write_png(tmp_path / "b" / "2.png", np.random.default_rng(0).integers(0, 256, (32, 32)))
+    whole = (tmp_path / "b" / "2.png").read_bytes()  # a valid header, the pixel data cut short:
+    (tmp_path / "b" / "2.png").write_bytes(whole[:len(whole) * 3 // 4])  # Pillow opens it
+    assert run_cli("train", "image-classification", "--data", tmp_path, "--output", tmp_path / "o") == 2
+    assert "2.png: cannot decode image" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def _epochs(dataset, count):
