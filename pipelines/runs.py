@@ -25,20 +25,28 @@ def new_run_id(now=None):
     return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
+def check_run_id(root, task, run_id):
+    """A ``--run-id`` must be a plain folder name not taken yet; checked before any work."""
+    if not run_id or "/" in run_id or "\\" in run_id or run_id.startswith(".") or len(run_id) > 64:
+        raise UserError(f"--run-id {run_id!r}: use a plain folder name of at most 64 characters")
+    if (Path(root) / task / run_id).exists():
+        raise UserError(f"--run-id {run_id}: {Path(root) / task / run_id} already exists (a run is "
+                        f"never overwritten; continue it with --resume)")
+
+
 def create_run_dir(root, task, run_id=None):
     """Make a fresh ``root/task/<run-id>`` (``run_id`` when given, e.g. one id for every worker
     of a cluster); an existing directory is never reused."""
     parent = Path(root) / task
-    parent.mkdir(parents=True, exist_ok=True)
     if run_id is not None:
-        if not run_id or "/" in run_id or run_id.startswith(".") or len(run_id) > 64:
-            raise UserError(f"--run-id {run_id!r}: use a plain folder name of at most 64 characters")
+        check_run_id(root, task, run_id)
+        parent.mkdir(parents=True, exist_ok=True)
         try:
             (parent / run_id).mkdir()
-        except FileExistsError:
-            raise UserError(f"--run-id {run_id}: {parent / run_id} already exists (a run is never "
-                            f"overwritten; continue it with --resume)") from None
+        except FileExistsError:  # taken between the check and now
+            check_run_id(root, task, run_id)
         return parent / run_id
+    parent.mkdir(parents=True, exist_ok=True)
     for _ in range(10):
         path = parent / new_run_id()
         try:

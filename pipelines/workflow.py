@@ -52,6 +52,8 @@ def train(task_name, *, config=None, resume=None, quiet=False, echo=print, run_i
     else:
         task = get_task(task_name)
         config = config or resolve_config(task)
+    if run_id is not None:
+        runs.check_run_id(config.output, task.name, run_id)  # before any work
     placement = distribute.setup(config.strategy)  # before any TensorFlow op (collectives)
     source = transfer.resolve_source(config, task.modality)  # fail on a mismatch before reading data
     keras.utils.set_random_seed(config.seed)

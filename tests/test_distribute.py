@@ -68,10 +68,16 @@ def test_the_chief_is_the_chief_task_or_worker_0():
     assert chief.is_chief and chief.size == 3
 
 
-def test_a_run_id_that_exists_is_refused(digits_run, capsys):
+def test_a_run_id_that_exists_or_is_not_a_name_is_refused(digits_run, tmp_path, capsys):
     root = digits_run.parent.parent
     assert run_cli("train", "image-classification", "--output", root, "--run-id", digits_run.name) == 2
     assert "already exists" in _one_error_line(capsys)
+    assert run_cli("train", "image-classification", "--output", tmp_path, "--run-id", "../evil") == 2
+    assert "plain folder name" in _one_error_line(capsys)
+    assert not any(tmp_path.iterdir())
+    assert run_cli("train", "image-classification", "--epochs", 1, "--output", tmp_path, "--quiet",
+                   "--run-id", "named-run", "--set", "backbone_options.widths=[4,4,4]") == 0
+    assert (tmp_path / "image-classification" / "named-run" / "metrics.json").is_file()
 
 
 # -- real processes ---------------------------------------------------------------------------
