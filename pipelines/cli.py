@@ -9,6 +9,9 @@ import json
 import os
 import sys
 
+from pipelines.distribute import STRATEGIES
+from pipelines.serving import FORMATS, QUANTIZATIONS
+
 TASK_NAMES = ("image-classification", "captioning", "text-classification", "medical-segmentation")
 
 
@@ -74,7 +77,7 @@ def build_parser():
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--output", metavar="DIR")
     p.add_argument("--resume", metavar="RUN_DIR")
-    p.add_argument("--strategy", choices=("auto", "default", "mirrored", "multi-worker"),
+    p.add_argument("--strategy", choices=STRATEGIES,
                    help="tf.distribute strategy; multi-worker reads TF_CONFIG (docs/scaling.md)")
     p.add_argument("--run-id", metavar="ID", help="name the run directory (default: a new UTC "
                    "time + hex id; a cluster's workers take the chief's)")
@@ -94,12 +97,12 @@ def build_parser():
 
     p = verbs.add_parser("export", help="export a run's model")
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--format", required=True, choices=("saved_model", "tflite"))
+    p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--out", metavar="DIR", help="export folder (default RUN_DIR/export/FORMAT); "
                    "the model goes to DIR/VERSION/, metadata.json beside it")
     p.add_argument("--version", type=int, default=1, metavar="N",
                    help="version folder for TF Serving (default 1); an existing one is refused")
-    p.add_argument("--quantize", default="none", choices=("none", "float16", "dynamic"),
+    p.add_argument("--quantize", default="none", choices=QUANTIZATIONS,
                    help="TFLite weight quantisation")
 
     p = verbs.add_parser("export-backbone", help="copy a run's backbone to a .weights.h5 file "

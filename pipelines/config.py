@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.data import CACHE_MODES
+from pipelines.distribute import STRATEGIES
 from pipelines.errors import UserError
 
 
@@ -67,7 +68,7 @@ class TrainConfig:
     backup_interval_s: float = option(30.0, minimum=0,
                                       help="seconds between resumable backups; 0 = every epoch")
     tensorboard: bool = option(False, help="write TensorBoard logs to RUN_DIR/logs")
-    strategy: str = option("auto", choices=("auto", "default", "mirrored", "multi-worker"),
+    strategy: str = option("auto", choices=STRATEGIES,
                            help="tf.distribute strategy (docs/scaling.md); batch_size is global")
     lr_scaling: str = option("none", choices=("none", "linear"),
                              help="learning rate x replicas under a distributed strategy (linear)")

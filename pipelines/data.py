@@ -191,8 +191,8 @@ def tf_dataset(x, y, *, batch_size, training, seed=0, augment=None, cache="auto"
 
     mode = cache_mode(cache, x)
     decode = x.graph_decoder() if hasattr(x, "graph_decoder") else None
-    parts = ((x.paths if decode else x), y) if sample_weight is None else \
-        ((x.paths if decode else x), y, sample_weight)
+    source = x.paths if decode else x
+    parts = (source, y) if sample_weight is None else (source, y, sample_weight)
     ds = tf.data.Dataset.from_tensor_slices(parts)
     if training and decode and mode == "none":
         ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
