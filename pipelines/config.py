@@ -12,7 +12,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.data import CACHE_MODES
+from pipelines.inputs import CACHE_MODES
 from pipelines.distribute import STRATEGIES
 from pipelines.errors import UserError
 

@@ -1,4 +1,4 @@
-"""Splits (seeded, stratified, or given by the data) and tf.data input pipelines.
+"""Datasets and their splits (seeded, stratified, or given by the data).
 
 A task's reader returns a :class:`Dataset`; the pipeline splits it once here and records the
 split in the run directory, so evaluation later sees exactly the same test examples.
@@ -160,63 +160,6 @@ def _make_splits(n, labels, *, test_fraction, val_fraction, seed, given):
     kind = "stratified" if stratified else "random"
     return Splits(train, val, test,
                   f"{kind}, seed {seed}, test {test_fraction:.0%}, validation {val_fraction:.0%} of the rest")
-
-
-CACHE_MODES = ("auto", "memory", "disk", "none")
-MEMORY_CACHE_BUDGET = 2 * 1024 ** 3  # auto keeps decoded files in memory up to this many bytes
-
-
-def cache_mode(requested, x):
-    """What ``cache`` means for these inputs: arrays already in memory are cached there; files
-    read lazily are cached in memory while their decoded pixels fit the budget, else not at all
-    (``disk`` on request). Runs from before these modes stored true/false."""
-    if requested is True or requested is False:
-        return "memory" if requested else "none"
-    if requested != "auto":
-        return requested
-    nbytes = getattr(x, "nbytes", 0)
-    return "memory" if not hasattr(x, "graph_decoder") or nbytes <= MEMORY_CACHE_BUDGET else "none"
-
-
-def tf_dataset(x, y, *, batch_size, training, seed=0, augment=None, cache="auto", cache_dir=None,
-               sample_weight=None):
-    """The standard input pipeline: decode (files, in parallel), cache, shuffle (training), batch,
-    augment on the fly, prefetch.
-
-    ``x`` is an array, a dict of arrays, or lazily read files (anything with ``graph_decoder``
-    and ``paths``, such as :class:`pipelines.image_files.ImageFiles`). Files are decoded by a
-    parallel map that keeps their order, so a seed still gives one run. Uncached files are
-    shuffled as paths, before decoding, so memory stays flat however many there are."""
-    import tensorflow as tf
-
-    mode = cache_mode(cache, x)
-    decode = x.graph_decoder() if hasattr(x, "graph_decoder") else None
-    source = x.paths if decode else x
-    parts = (source, y) if sample_weight is None else (source, y, sample_weight)
-    ds = tf.data.Dataset.from_tensor_slices(parts)
-    if training and decode and mode == "none":
-        ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
-    if decode:
-        ds = ds.map(lambda path, *rest: (decode(path), *rest), num_parallel_calls=tf.data.AUTOTUNE,
-                    deterministic=True)
-    if mode == "memory":
-        ds = ds.cache()
-    elif mode == "disk":
-        if cache_dir is None:
-            raise ValueError("cache='disk' needs a cache_dir")
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        ds = ds.cache(str(Path(cache_dir) / ("train" if training else "eval")))
-    if training and not (decode and mode == "none"):
-        buffer = 10_000 if mode == "memory" else 1_024  # a disk cache streams: a bounded buffer
-        ds = ds.shuffle(min(len(y), buffer), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    if training and augment is not None:
-        # one call at a time: the augmentation layers draw from one seeded random state, and
-        # parallel calls would take its numbers in a racy order (same --seed, another result)
-        ds = ds.map(augment)
-    options = tf.data.Options()  # under a multi-worker strategy each worker takes its share of
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)  # every batch: none seen twice
 
 
 def balanced_class_weight(labels):

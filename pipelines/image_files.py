@@ -54,6 +54,8 @@ class ImageFiles:
                     shapes.add((image.height, image.width))
                     colour = colour or image.mode not in imaging.GRAY_MODES
                     image.verify()  # PNG chunk checksums: a truncated file is named now, not mid-epoch
+                    if image.format == "JPEG":
+                        _check_jpeg_complete(path)
             except FileNotFoundError:
                 raise UserError(f"{path}: no such image file") from None
             except (UnidentifiedImageError, OSError, ValueError) as error:
@@ -128,6 +130,25 @@ class ImageFiles:
             return tf.ensure_shape(image, self.shape[1:])
 
         return decode
+
+
+JPEG_END = b"\xff\xd9"  # the end-of-image marker
+
+
+def _check_jpeg_complete(path):
+    """Pillow's verify() does not read a JPEG's scan data, so a file cut short passes it. A
+    complete file ends with the end-of-image marker; one that does not (cut short, or with data
+    appended, as motion photos have) is decoded at reduced scale to be sure (OSError if cut)."""
+    from PIL import Image
+
+    with open(path, "rb") as handle:
+        handle.seek(0, 2)
+        handle.seek(max(0, handle.tell() - 16))
+        if JPEG_END in handle.read().rstrip(b"\x00\r\n\t "):
+            return
+    with Image.open(path) as image:
+        image.draft("L", (1, 1))  # the DCT scaled down: the entropy data is read, little decoded
+        image.load()
 
 
 BASELINE_BUDGET = 32 * 1024 ** 2  # decoded training pixels a pixel baseline may hold (float32 bytes;

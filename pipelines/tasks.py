@@ -86,7 +86,9 @@ class Task:
         raise NotImplementedError
 
     def augment(self, config, info):
-        """A tf.data map function applied to training batches, or None."""
+        """``apply(x, y, seed) -> (x, y)`` for one training example, or None. ``seed`` is the
+        example's own ``[2]`` int tensor: use stateless ops (:mod:`pipelines.augmentation`) so
+        tf.data can run it in parallel and a seed still gives one run."""
         return None
 
     def class_weight(self, y, config):

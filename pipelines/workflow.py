@@ -11,7 +11,8 @@ from pathlib import Path
 from pipelines import config as config_lib
 from pipelines import distribute, evaluation, reports, runs, training, transfer
 from pipelines.backbones import BACKBONES
-from pipelines.data import Splits, make_splits, tf_dataset
+from pipelines.data import Splits, make_splits
+from pipelines.inputs import tf_dataset
 from pipelines.errors import UserError
 from pipelines.tasks import get_task
 

@@ -169,7 +169,8 @@ def test_defaults_reach_acceptance_accuracy_on_digits(tmp_path):
 
 
 def test_the_same_seed_gives_the_same_run(tmp_path):
-    """Augmentation draws from one seeded state, so two runs with one --seed agree exactly."""
+    """Augmentation runs in parallel on stateless per-example seeds, so two runs with one --seed
+    agree exactly."""
     for _ in range(2):
         assert run_cli("train", "image-classification", "--epochs", 2, "--output", tmp_path, "--quiet",
                        "--seed", 3, "--set", "backbone_options.widths=[4,8,8]") == 0

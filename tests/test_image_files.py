@@ -10,8 +10,8 @@ from PIL import Image
 
 from conftest import run_cli, write_png
 from pipelines import imaging
-from pipelines.data import cache_mode, tf_dataset
 from pipelines.image_files import ImageFiles, baseline_sample, lazy_or_loaded
+from pipelines.inputs import cache_mode, tf_dataset
 
 
 @pytest.fixture
@@ -74,6 +74,20 @@ def test_a_corrupt_file_is_named_before_training(tmp_path, capsys):
     assert run_cli("train", "image-classification", "--data", tmp_path, "--output", tmp_path / "o") == 2
     assert "2.png: cannot decode image" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_jpeg_cut_short_is_named_and_one_with_appended_data_is_not(tmp_path):
+    from pipelines.errors import UserError
+
+    pixels = np.random.default_rng(1).integers(0, 256, (48, 48, 3)).astype(np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "whole.jpg", quality=90)
+    whole = (tmp_path / "whole.jpg").read_bytes()
+    (tmp_path / "trailer.jpg").write_bytes(whole + b"appended data, such as a motion photo's video")
+    (tmp_path / "cut.jpg").write_bytes(whole[:len(whole) * 2 // 3])  # the header intact
+    files = ImageFiles.scan([tmp_path / "whole.jpg", tmp_path / "trailer.jpg"])
+    assert len(files) == 2
+    with pytest.raises(UserError, match=r"cut.jpg: cannot decode image"):
+        ImageFiles.scan([tmp_path / "whole.jpg", tmp_path / "cut.jpg"])
 
 
 def _epochs(dataset, count):

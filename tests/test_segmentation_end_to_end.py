@@ -208,7 +208,8 @@ def test_tflite_segments_network_sized_slices_like_keras(tiled_run, tmp_path):
 
     run_dir, data = tiled_run
     path, saved, task, config, info, model = workflow.load_run(run_dir)
-    x, _ = task.encode(task.load(str(data), config), info)
+    stream, _ = task.encode(task.load(str(data), config), info)
+    x, _ = stream.load()
     expected = model.predict(x[:6], verbose=0)
     assert run_cli("export", run_dir, "--format", "tflite", "--out", tmp_path / "tfl") == 0
     for i in range(6):

@@ -106,3 +106,31 @@ def test_hippocampus_ships_with_its_licence_and_loads_as_the_default():
 def test_unknown_builtin_names_the_known_ones():
     with pytest.raises(UserError, match="builtin:hippocampus, builtin:phantoms"):
         readers.load_builtin("builtin:liver")
+
+
+def test_file_cases_hold_no_pixels_and_stream_what_memory_holds(tmp_path):
+    """Images and volumes are read when needed (masks stay in memory: they choose the slices);
+    streamed training examples are the ones the memory cache holds, in the same order."""
+    from pipelines.inputs import tf_dataset
+    from pipelines.tasks import get_task
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        label = np.zeros((12, 10, 6), np.uint8)
+        label[3:8, 2:6, 1 + i:4] = 1
+        _nifti(tmp_path / "imagesTr" / f"case_{i}.nii.gz", rng.random((12, 10, 6)).astype(np.float32) * 50)
+        _nifti(tmp_path / "labelsTr" / f"case_{i}.nii.gz", label)
+    task = get_task("medical-segmentation")
+    config = task.Config(image_size=16)
+    dataset = task.load(str(tmp_path), config)
+    cases = dataset.x
+    assert all(callable(case.pixels) for case in cases) and cases[0].volume.data is None
+    np.testing.assert_array_equal(cases[0].image, np.asarray(nib.load(cases[0].source).dataobj))
+    info = task.fit_preprocessing(dataset, config, 8)
+    stream, targets = task.encode(dataset, info)
+    images, masks = stream.load()
+    assert 6 <= len(images) == len(masks) == len(targets) == len(stream) < 18  # labelled, some empty
+    assert images.shape[1:] == (16, 16, 1) and masks.max() == 1
+    streamed = list(tf_dataset(stream, targets, batch_size=5, training=False, cache="none"))
+    np.testing.assert_array_equal(np.concatenate([x.numpy() for x, _ in streamed]), images)
+    np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in streamed]), masks)

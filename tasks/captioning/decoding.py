@@ -71,8 +71,8 @@ class CaptionWriter:
 
     def write(self, images, searches):
         """Several searches over one encoding of the images: ``{name: (width, alpha)}`` ->
-        ``{name: [Caption per image]}`` (the encoder is the costly part; run it once)."""
-        images = np.asarray(images, np.float32)
+        ``{name: [Caption per image]}`` (the encoder is the costly part; run it once).
+        ``images`` is an array or lazily read files: a batch at a time is decoded."""
         captions = {name: [] for name in searches}
         for begin in range(0, len(images), self.batch_size):
             features = self.annotations(images[begin:begin + self.batch_size])

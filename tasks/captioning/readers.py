@@ -1,7 +1,8 @@
 """Captioning data: builtin:shapes, COCO captions JSON, Flickr8k-style captions.txt.
 
 Every reader returns a :class:`pipelines.data.Dataset` with one row per *image* (so splits are by
-image, never by caption): ``x`` the images resized to ``image_size`` (float32 [0, 1], RGB) and
+image, never by caption): ``x`` the images at ``image_size`` (float32 [0, 1], RGB; files are read
+lazily, see :mod:`pipelines.image_files`) and
 ``y`` an object array holding each image's list of reference captions. Problems name the file
 (and line or annotation id); images without captions and empty captions are dropped and counted.
 """
@@ -15,6 +16,7 @@ import numpy as np
 from pipelines import imaging
 from pipelines.data import Dataset, builtin_name
 from pipelines.errors import UserError
+from pipelines.image_files import lazy_or_loaded
 from tasks.captioning import shapes
 
 BUILTIN = {"shapes": "synthetic coloured shapes (2,000 32x32 images, 3-5 captions each: colour, "
@@ -41,7 +43,7 @@ def load(spec, *, image_size=None):
         pairs, notes = read_captions_txt(path)
         kind = "captions.txt (image,caption)"
     names = list(pairs)
-    images = imaging.stack_images([pairs[n][0] for n in names], size=image_size or 128, channels=3)
+    images = lazy_or_loaded([pairs[n][0] for n in names], size=image_size or 128, channels=3)
     return _dataset(images, [pairs[n][1] for n in names], spec,
                     f"{kind} {path}: {len(names)} images, {sum(len(pairs[n][1]) for n in names)} captions",
                     notes)

@@ -13,6 +13,8 @@ import numpy as np
 from pipelines import imaging
 from pipelines.config import TrainConfig, option
 from pipelines.errors import UserError
+from pipelines.image_files import is_image_files
+from pipelines.inputs import Gathered, tf_dataset
 from pipelines.tasks import Task, register_task
 from tasks.captioning import figures, readers, scores
 from tasks.captioning import vocabulary as vocab
@@ -71,14 +73,17 @@ class Captioning(Task):
         return (info["image_size"], info["image_size"], info["channels"])
 
     def _images(self, images, info):
+        """At the network's size: lazily read files stay lazy (decoded when indexed)."""
+        if is_image_files(images):
+            return images.at(info["channels"], info["image_size"])
         return imaging.resize_batch(np.asarray(images, np.float32), info["image_size"])
 
     def encode(self, dataset, info):
-        """One row per (image, caption): inputs start..last word, targets first word..end."""
+        """One row per (image, caption): inputs start..last word, targets first word..end. Each
+        image is kept once; its captions' rows gather it."""
         rows = np.repeat(np.arange(len(dataset)), [len(refs) for refs in dataset.y])
         ids = vocab.encode([c for refs in dataset.y for c in refs], info["vocabulary"], info["max_length"])
-        images = self._images(dataset.x, info)[rows]
-        return {"image": images, "tokens": ids[:, :-1]}, ids[:, 1:]
+        return {"image": Gathered(self._images(dataset.x, info), rows), "tokens": ids[:, :-1]}, ids[:, 1:]
 
     def class_weight(self, y, config):
         return None
@@ -123,7 +128,9 @@ class Captioning(Task):
         encoder = encoder_of(model)
 
         def pooled(images):
-            grid = encoder.predict(self._images(images, info), batch_size=64, verbose=0).mean(axis=1)
+            stream = tf_dataset(self._images(images, info), np.zeros(len(images)), batch_size=64,
+                                training=False, cache="none")
+            grid = encoder.predict(stream, verbose=0).mean(axis=1)
             return grid / np.maximum(np.linalg.norm(grid, axis=1, keepdims=True), 1e-8)
 
         nearest = np.argmax(pooled(test.x) @ pooled(train.x).T, axis=1)

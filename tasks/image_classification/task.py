@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines import imaging
+from pipelines import augmentation, imaging
 from pipelines.classification_task import ClassificationConfig, ClassificationTask
 from pipelines.config import option
-from pipelines.data import tf_dataset
+from pipelines.inputs import tf_dataset
 from pipelines.image_files import baseline_sample, is_image_files
 from pipelines.tasks import register_task
 from tasks.image_classification import figures, readers
@@ -78,17 +78,14 @@ class ImageClassification(ClassificationTask):
     def augment(self, config, info):
         if not config.augment:
             return None
-        import keras
+        shift, flips = config.augment_shift, info.get("augment_flip", config.augment_flip)
 
-        steps = [keras.layers.RandomTranslation(config.augment_shift, config.augment_shift,
-                                                fill_mode="constant", seed=config.seed)]
-        if info.get("augment_flip", config.augment_flip):
-            steps.append(keras.layers.RandomFlip("horizontal", seed=config.seed))
-
-        def apply(x, y, *rest):
-            for layer in steps:
-                x = layer(x, training=True)
-            return (x, y, *rest)
+        def apply(x, y, seed):
+            shift_seed, flip_seed = augmentation.split(seed, 2)
+            x = augmentation.translate(x, shift_seed, shift)
+            if flips:
+                x = augmentation.flip(x, flip_seed, "horizontal")
+            return x, y
 
         return apply
 

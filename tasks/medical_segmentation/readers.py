@@ -2,11 +2,15 @@
 
 A *case* is the unit of splitting and of metrics (one volume or patient, or one 2D image), so
 slices of one volume never land in both training and test. Masks hold class ids 0..K-1
-(0 = background); binary 0/255 masks become 0/1.
+(0 = background); binary 0/255 masks become 0/1. Masks stay in memory (integers, and the
+training slices are chosen from them); images read from files are read again each time they are
+needed, so a dataset larger than memory trains (every file is read once when loading, to name a
+broken one before training).
 """
 
+import functools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +30,17 @@ BUILTIN = {
 @dataclass
 class Case:
     case_id: str
-    image: np.ndarray  # 2D: (H, W, C) in [0, 1]; 3D: the stored volume (X, Y, Z)
+    pixels: object  # the image, or a function of no arguments that reads it (see image)
     mask: np.ndarray  # (H, W) or (X, Y, Z) integer class ids
     spacing: tuple = None  # mm per voxel (None: pixels)
     source: str = ""  # the image file
-    volume: object = None  # volumes.Volume of the image, for NIfTI output
+    volume: object = None  # volumes.Volume of the image (header and affine, no data), for NIfTI output
     extra: dict = field(default_factory=dict)
+
+    @property
+    def image(self):
+        """2D: (H, W, C) in [0, 1]; 3D: the stored volume (X, Y, Z). Read now if lazy."""
+        return self.pixels() if callable(self.pixels) else self.pixels
 
 
 def read_mask(path):
@@ -70,7 +79,7 @@ def load_image_mask_folders(root, *, n_classes=None, image_dir="images", mask_di
             raise UserError(f"{masks[stem]}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
                             f"is {image.shape[1]}x{image.shape[0]}")
         check_labels(mask, n_classes, masks[stem])
-        cases.append(Case(stem, image, mask, None, str(path)))
+        cases.append(Case(stem, functools.partial(imaging.read_image, path), mask, None, str(path)))
     return cases
 
 
@@ -105,8 +114,13 @@ def load_msd(root, *, n_classes=None):
             raise UserError(f"{labels[case]}: label shape {label.data.shape} differs from its image's "
                             f"{image.data.shape}")
         check_labels(label.data, n_classes, labels[case])
-        cases.append(Case(case, image.data, label.data, image.spacing, str(path), image))
+        cases.append(Case(case, functools.partial(_volume_data, path), label.data, image.spacing, str(path),
+                          replace(image, data=None)))
     return cases
+
+
+def _volume_data(path):
+    return volumes.read_volume(path).data
 
 
 def load_builtin(spec, *, n_classes=None):

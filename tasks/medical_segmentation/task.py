@@ -5,15 +5,18 @@ side. Training sees 2D slices resized to ``image_size``; evaluation and predicti
 each case at its own size, and metrics are per case in physical units.
 """
 
+import functools
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from pipelines import augmentation
 from pipelines.config import TrainConfig, option
 from pipelines.data import Dataset
 from pipelines.errors import UserError
+from pipelines.inputs import Streamed
 from pipelines.tasks import Task, register_task
 from tasks.medical_segmentation import baselines, figures, metrics, readers, tiles, volumes
 from tasks.medical_segmentation.unet import DiceCrossEntropy, build_unet
@@ -124,44 +127,50 @@ class MedicalSegmentation(Task):
         size = info["image_size"]
         return tf.image.resize(np.asarray(images, np.float32), (size, size), method="bilinear").numpy()
 
+    def _units(self, slices, info):
+        """A case's training units from its slices: the slices, or native-scale tiles covering
+        each of them when tiled (``tiled`` is absent from runs made before tiling)."""
+        if not info.get("tiled"):
+            return slices
+        size = info["image_size"]
+        return np.concatenate([tiles.grid(a, size, size)[0] for a in slices])
+
     def encode(self, dataset, info):
+        """Training slices (or tiles), chosen from the masks now and read case by case when
+        tf.data asks: all at once when they fit the memory cache, else streamed."""
+        rng = np.random.default_rng(0)
+        cases, keeps = list(dataset.x), []
+        for case in cases:
+            masks = self._units(volumes.to_slices(case.mask, info["slice_axis"]) if info["volumes"]
+                                else case.mask[None], info)
+            keep = masks.reshape(len(masks), -1).any(axis=1) | (rng.random(len(masks)) < info["empty_slice_fraction"])
+            if not ((info["volumes"] or info.get("tiled")) and keep.any()):
+                keep = np.ones(len(masks), bool)  # 2D images whole; a volume without labels whole
+            keeps.append(keep)
+        size = info["image_size"]
+        stream = Streamed(functools.partial(self._examples, cases, keeps, info),
+                          counts=np.array([int(k.sum()) for k in keeps]),
+                          x_shape=(size, size, info["channels"]), y_shape=(size, size))
+        return stream, stream.targets
+
+    def _examples(self, cases, keeps, info, index):
+        """(images float32 (n, size, size, c), masks int32 (n, size, size)) of case ``index``."""
         import tensorflow as tf
 
-        rng = np.random.default_rng(0)
-        size, tiled = info["image_size"], info.get("tiled")  # runs from before tiling lack the key
-
-        def edge_to_edge(arrays):  # native-scale crops covering each slice
-            return np.concatenate([tiles.grid(a, size, size)[0] for a in arrays])
-
-        xs, ys = [], []
-        for case in dataset.x:
-            images, masks = self.case_slices(case, info)
-            if tiled:
-                images, masks = edge_to_edge(images), edge_to_edge(masks)
-            keep = masks.reshape(len(masks), -1).any(axis=1) | (rng.random(len(masks)) < info["empty_slice_fraction"])
-            if (info["volumes"] or tiled) and keep.any():
-                images, masks = images[keep], masks[keep]
-            if tiled:
-                xs.append(images.astype(np.float32))
-                ys.append(masks.astype(np.int32))
-            else:
-                xs.append(self.resize_images(images, info))
-                ys.append(tf.image.resize(masks[..., None].astype(np.float32), (size, size),
-                                          method="nearest").numpy()[..., 0].astype(np.int32))
-        return np.concatenate(xs), np.concatenate(ys)
+        images, masks = self.case_slices(cases[index], info)
+        keep = keeps[index]
+        images, masks = self._units(images, info)[keep], self._units(masks, info)[keep]
+        if info.get("tiled"):
+            return images.astype(np.float32), masks.astype(np.int32)
+        size = info["image_size"]
+        return (self.resize_images(images, info),
+                tf.image.resize(masks[..., None].astype(np.float32), (size, size),
+                                method="nearest").numpy()[..., 0].astype(np.int32))
 
     def augment(self, config, info):
         if not (config.augment if config.augment is not None else not info["volumes"]):
             return None
-        import tensorflow as tf
-
-        def apply(x, y, *rest):
-            both = tf.concat([x, tf.cast(y[..., None], x.dtype)], axis=-1)
-            both = tf.image.random_flip_left_right(tf.image.random_flip_up_down(both, seed=config.seed),
-                                                   seed=config.seed)
-            return (both[..., :-1], tf.cast(tf.round(both[..., -1]), y.dtype), *rest)
-
-        return apply
+        return augmentation.flip_with_mask
 
     def class_weight(self, y, config):
         return None  # per-pixel class weights live in the loss (loss_class_weights)

@@ -1,0 +1,90 @@
+"""Per-example stateless augmentation: bounded, paired with masks, parallel and still seeded."""
+
+import numpy as np
+import pytest
+
+from pipelines import augmentation
+from pipelines.inputs import tf_dataset
+
+
+def _seed(a, b=0):
+    import tensorflow as tf
+
+    return tf.constant([a, b], tf.int64)
+
+
+def _centre(image):
+    rows, cols = np.nonzero(image[..., 0] > 0.5)
+    return rows.mean(), cols.mean()
+
+
+def test_translate_moves_within_the_factor_both_ways_and_zero_fills():
+    image = np.zeros((20, 20, 1), np.float32)
+    image[8:12, 8:12] = 1.0
+    moves = []
+    for i in range(40):
+        moved = augmentation.translate(image, _seed(i), 0.25).numpy()
+        assert moved.shape == image.shape
+        assert moved.max() <= 1.0 + 1e-6 and moved.min() >= 0.0
+        assert moved.sum() == pytest.approx(image.sum(), abs=1.5)  # the square moved, not grew
+        row, col = _centre(moved)
+        moves.append((row - 9.5, col - 9.5))
+    moves = np.array(moves)
+    assert np.abs(moves).max() <= 0.25 * 20 + 0.5
+    assert (moves < -1).any(axis=0).all() and (moves > 1).any(axis=0).all()  # both directions, both axes
+    assert np.array_equal(augmentation.translate(image, _seed(5), 0.25).numpy(),
+                          augmentation.translate(image, _seed(5), 0.25).numpy())
+    assert np.array_equal(augmentation.translate(image, _seed(5), 0.0).numpy(), image)
+
+
+def test_flip_with_mask_keeps_image_and_mask_aligned():
+    mask = np.zeros((6, 6), np.int32)
+    mask[0, :2], mask[5, 4] = 1, 2
+    image = np.stack([mask.astype(np.float32) * 10, mask.astype(np.float32)], axis=-1)
+    seen = set()
+    for i in range(16):
+        x, y = augmentation.flip_with_mask(image, mask, _seed(i))
+        x, y = x.numpy(), y.numpy()
+        assert y.dtype == np.int32
+        assert np.array_equal(x[..., 0], y * 10) and np.array_equal(x[..., 1], y)
+        seen.add(y.tobytes())
+    assert len(seen) == 4  # none, vertical, horizontal, both
+
+
+def _epochs(dataset, count):
+    """Each epoch's examples, put back in label order (shuffling aside)."""
+    epochs = []
+    for _ in range(count):
+        xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in dataset])
+        epochs.append(np.concatenate(xs)[np.argsort(np.concatenate(ys))])
+    return epochs
+
+
+def test_the_pipeline_augments_each_example_with_its_own_seed_per_epoch():
+    """Same seed: the same pixels, although the map runs in parallel; a new epoch draws anew."""
+    images = np.zeros((64, 8, 8, 1), np.float32)
+    images[:, 3:5, 3:5] = 1.0
+    labels = np.arange(64)
+
+    def shift_only(x, y, seed):
+        return augmentation.translate(x, seed, 0.25), y
+
+    def make(seed):
+        return tf_dataset(images, labels, batch_size=16, training=True, seed=seed, augment=shift_only)
+
+    first, again = _epochs(make(7), 2), _epochs(make(7), 2)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not np.array_equal(first[0], first[1])  # the same example moves anew each epoch
+    distinct = {example.tobytes() for example in first[0]}
+    assert len(distinct) > 32  # each example its own draw, not one per batch
+    assert not np.array_equal(_epochs(make(8), 1)[0], first[0])
+
+
+def test_evaluation_data_is_never_augmented():
+    images = np.random.default_rng(0).random((10, 4, 4, 1)).astype(np.float32)
+
+    def broken(x, y, seed):
+        raise AssertionError("augmented outside training")
+
+    dataset = tf_dataset(images, np.arange(10), batch_size=4, training=False, augment=broken)
+    assert np.array_equal(_epochs(dataset, 1)[0], images)
