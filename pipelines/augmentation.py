@@ -1,14 +1,15 @@
-"""Stateless random augmentation, one example at a time, so tf.data can run it on every core.
+"""Stateless random augmentation of training batches, run by tf.data on every core.
 
-A task's ``augment(config, info)`` returns ``apply(x, y, seed) -> (x, y)`` for ONE example; the
-pipeline hands each example its own ``seed`` (a ``[2]`` int64 tensor drawn from ``--seed``, the
-epoch and the example's position) and maps ``apply`` in parallel with a fixed output order. The
-ops here are ``tf.image.stateless_*`` style: the same seed gives the same pixels whichever
-thread runs them, so a seed still names one run.
+A task's ``augment(config, info)`` returns ``apply(x, y, seed) -> (x, y)`` for one BATCH; the
+pipeline hands each batch its own ``seed`` (a ``[2]`` int64 tensor drawn from ``--seed`` and the
+epoch, in batch order) and maps ``apply`` in parallel with a fixed output order. ``apply`` draws
+per-example values from that seed with stateless ops (``tf.random.stateless_*``,
+``tf.image.stateless_*``), so each example gets its own shift or flip, the same seed gives the
+same pixels whichever thread runs the batch, and the batch is transformed in one vectorised call.
 """
 
 
-def example_seeds(seed):
+def batch_seeds(seed):
     """An endless dataset of ``[2]`` int64 seeds, a new sequence each epoch (iteration), the
     same sequences for the same ``seed``."""
     import tensorflow as tf
@@ -17,59 +18,59 @@ def example_seeds(seed):
 
 
 def split(seed, count):
-    """``count`` independent seeds from one (one per random decision of an example)."""
+    """``count`` independent seeds from one (one per random decision)."""
     import tensorflow as tf
 
     return tf.unstack(tf.random.experimental.stateless_split(seed, num=count))
 
 
-def translate(image, seed, factor):
-    """Shift an ``[H, W, C]`` image by up to ``factor`` of its height and width (uniform,
+def translate(images, seed, factor):
+    """Shift each ``[N, H, W, C]`` image by up to ``factor`` of its height and width (uniform,
     bilinear, zero fill): ``keras.layers.RandomTranslation(factor, factor, fill_mode="constant")``
     with a stateless draw."""
     import keras
     import tensorflow as tf
 
-    size = tf.cast(tf.shape(image)[:2], tf.float32)  # (height, width)
-    shift = tf.random.stateless_uniform([2], seed, -factor, factor) * size
-    dy, dx = shift[0], shift[1]
-    transform = tf.stack([1.0, 0.0, -dx, 0.0, 1.0, -dy, 0.0, 0.0])[None]
-    moved = keras.ops.image.affine_transform(image[None], transform, interpolation="bilinear",
-                                             fill_mode="constant", fill_value=0)
-    return moved[0]
+    count = tf.shape(images)[0]
+    size = tf.cast(tf.shape(images)[1:3], tf.float32)  # (height, width)
+    shift = tf.random.stateless_uniform(tf.stack([count, 2]), seed, -factor, factor) * size
+    one, zero = tf.ones([count, 1]), tf.zeros([count, 1])
+    transforms = tf.concat([one, zero, -shift[:, 1:], zero, one, -shift[:, :1], zero, zero], axis=1)
+    return keras.ops.image.affine_transform(images, transforms, interpolation="bilinear",
+                                            fill_mode="constant", fill_value=0)
 
 
-def flip(image, seed, axis):
-    """Mirror an ``[H, W, C]`` image along ``axis`` ("horizontal" or "vertical") with
-    probability 1/2."""
+def flip(images, seed, axis):
+    """Mirror each ``[N, H, W, C]`` image along ``axis`` ("horizontal" or "vertical") with
+    probability 1/2, independently."""
     import tensorflow as tf
 
     if axis == "horizontal":
-        return tf.image.stateless_random_flip_left_right(image, seed)
+        return tf.image.stateless_random_flip_left_right(images, seed)
     if axis == "vertical":
-        return tf.image.stateless_random_flip_up_down(image, seed)
+        return tf.image.stateless_random_flip_up_down(images, seed)
     raise ValueError(f"flip axis {axis!r}: horizontal or vertical")
 
 
-def flip_with_mask(image, mask, seed, axes=("vertical", "horizontal")):
-    """The same random flips applied to an image and its ``[H, W]`` label mask."""
+def flip_with_mask(images, masks, seed, axes=("vertical", "horizontal")):
+    """The same random flips applied to each image and its ``[N, H, W]`` label mask."""
     import tensorflow as tf
 
-    both = tf.concat([image, tf.cast(mask[..., None], image.dtype)], axis=-1)
+    both = tf.concat([images, tf.cast(masks[..., None], images.dtype)], axis=-1)
     for axis, part in zip(axes, split(seed, len(axes))):
         both = flip(both, part, axis)
-    return both[..., :-1], tf.cast(tf.round(both[..., -1]), mask.dtype)
+    return both[..., :-1], tf.cast(tf.round(both[..., -1]), masks.dtype)
 
 
-def apply_per_example(ds, augment, seed):
-    """``ds`` of ``(x, y, *rest)`` examples, each augmented by ``augment(x, y, seed)`` on as
-    many threads as tf.data likes, in a fixed order."""
+def apply_per_batch(ds, augment, seed):
+    """``ds`` of ``(x, y, *rest)`` batches, each augmented by ``augment(x, y, seed)`` on as many
+    threads as tf.data likes, in a fixed order."""
     import tensorflow as tf
 
-    def one(example, example_seed):
-        x, y, *rest = example
-        x, y = augment(x, y, example_seed)
+    def one(batch, batch_seed):
+        x, y, *rest = batch
+        x, y = augment(x, y, batch_seed)
         return (x, y, *rest)
 
-    return tf.data.Dataset.zip((ds, example_seeds(seed))).map(
+    return tf.data.Dataset.zip((ds, batch_seeds(seed))).map(
         one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

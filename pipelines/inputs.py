@@ -1,5 +1,5 @@
 """The tf.data input pipeline every task trains on: decode files (in parallel), cache, shuffle,
-augment each example (in parallel), batch, prefetch.
+batch, augment (in parallel, each batch with its own seed), prefetch.
 
 ``x`` is an array, lazily read files (anything with ``graph_decoder`` and ``paths``, such as
 :class:`pipelines.image_files.ImageFiles`), :class:`Gathered` rows of either, or a dict of
@@ -173,7 +173,7 @@ def tf_dataset(x, y, *, batch_size, training, seed=0, augment=None, cache="auto"
     Inputs that are not cached (streamed files, gathered rows) are shuffled as paths or row
     numbers, before decoding, so memory stays flat however many there are. Gathered rows are
     never cached in memory (their source already is, once), but ``disk`` caches each example.
-    ``augment(x, y, seed)`` works on one example (:mod:`pipelines.augmentation`)."""
+    ``augment(x, y, seed)`` works on one batch (:mod:`pipelines.augmentation`)."""
     import tensorflow as tf
 
     mode = cache_mode(cache, x)
@@ -220,12 +220,12 @@ def _disk_cache(ds, cache_dir, training):
 
 
 def _finish(ds, *, batch_size, training, seed, augment):
-    """Augment (training), batch, shard per worker, prefetch."""
+    """Batch, augment (training), shard per worker, prefetch."""
     import tensorflow as tf
 
-    if training and augment is not None:
-        ds = augmentation.apply_per_example(ds, augment, seed)
     ds = ds.batch(batch_size)
+    if training and augment is not None:
+        ds = augmentation.apply_per_batch(ds, augment, seed)
     options = tf.data.Options()  # under a multi-worker strategy each worker takes its share of
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)  # every batch: none seen twice

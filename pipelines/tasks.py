@@ -86,9 +86,10 @@ class Task:
         raise NotImplementedError
 
     def augment(self, config, info):
-        """``apply(x, y, seed) -> (x, y)`` for one training example, or None. ``seed`` is the
-        example's own ``[2]`` int tensor: use stateless ops (:mod:`pipelines.augmentation`) so
-        tf.data can run it in parallel and a seed still gives one run."""
+        """``apply(x, y, seed) -> (x, y)`` for one training batch, or None. ``seed`` is the
+        batch's own ``[2]`` int tensor: draw per-example values from it with stateless ops
+        (:mod:`pipelines.augmentation`) so tf.data can run batches in parallel and a seed still
+        gives one run."""
         return None
 
     def class_weight(self, y, config):

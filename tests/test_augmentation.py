@@ -1,4 +1,4 @@
-"""Per-example stateless augmentation: bounded, paired with masks, parallel and still seeded."""
+"""Stateless batch augmentation: per example, bounded, paired with masks, parallel and still seeded."""
 
 import numpy as np
 import pytest
@@ -18,37 +18,50 @@ def _centre(image):
     return rows.mean(), cols.mean()
 
 
-def test_translate_moves_within_the_factor_both_ways_and_zero_fills():
+def test_translate_moves_each_image_within_the_factor_both_ways_and_zero_fills():
     image = np.zeros((20, 20, 1), np.float32)
     image[8:12, 8:12] = 1.0
+    batch = np.repeat(image[None], 40, axis=0)
+    moved = augmentation.translate(batch, _seed(1), 0.25).numpy()
+    assert moved.shape == batch.shape
+    assert moved.max() <= 1.0 + 1e-6 and moved.min() >= 0.0
     moves = []
-    for i in range(40):
-        moved = augmentation.translate(image, _seed(i), 0.25).numpy()
-        assert moved.shape == image.shape
-        assert moved.max() <= 1.0 + 1e-6 and moved.min() >= 0.0
-        assert moved.sum() == pytest.approx(image.sum(), abs=1.5)  # the square moved, not grew
-        row, col = _centre(moved)
+    for one in moved:
+        assert one.sum() == pytest.approx(image.sum(), abs=1.5)  # the square moved, not grew
+        row, col = _centre(one)
         moves.append((row - 9.5, col - 9.5))
     moves = np.array(moves)
     assert np.abs(moves).max() <= 0.25 * 20 + 0.5
     assert (moves < -1).any(axis=0).all() and (moves > 1).any(axis=0).all()  # both directions, both axes
-    assert np.array_equal(augmentation.translate(image, _seed(5), 0.25).numpy(),
-                          augmentation.translate(image, _seed(5), 0.25).numpy())
-    assert np.array_equal(augmentation.translate(image, _seed(5), 0.0).numpy(), image)
+    assert len({one.tobytes() for one in moved}) == 40  # each image its own shift
+    assert np.array_equal(augmentation.translate(batch, _seed(5), 0.25).numpy(),
+                          augmentation.translate(batch, _seed(5), 0.25).numpy())
+    assert np.array_equal(augmentation.translate(batch, _seed(5), 0.0).numpy(), batch)
+
+
+def test_translate_is_keras_random_translation_with_a_stateless_draw():
+    import keras
+    import tensorflow as tf
+
+    images = np.random.default_rng(0).random((6, 9, 11, 2)).astype(np.float32)
+    seed = _seed(4)
+    shift = tf.random.stateless_uniform([6, 2], seed, -0.2, 0.2).numpy() * [9, 11]  # (dy, dx)
+    layer = keras.layers.RandomTranslation(0.2, 0.2, fill_mode="constant")
+    expected = layer.transform_images(images, {"translations": shift[:, ::-1].astype(np.float32),
+                                               "input_shape": images.shape}, training=True)
+    np.testing.assert_allclose(augmentation.translate(images, seed, 0.2).numpy(), expected, atol=1e-6)
 
 
 def test_flip_with_mask_keeps_image_and_mask_aligned():
     mask = np.zeros((6, 6), np.int32)
     mask[0, :2], mask[5, 4] = 1, 2
     image = np.stack([mask.astype(np.float32) * 10, mask.astype(np.float32)], axis=-1)
-    seen = set()
-    for i in range(16):
-        x, y = augmentation.flip_with_mask(image, mask, _seed(i))
-        x, y = x.numpy(), y.numpy()
-        assert y.dtype == np.int32
-        assert np.array_equal(x[..., 0], y * 10) and np.array_equal(x[..., 1], y)
-        seen.add(y.tobytes())
-    assert len(seen) == 4  # none, vertical, horizontal, both
+    x, y = augmentation.flip_with_mask(np.repeat(image[None], 16, axis=0),
+                                       np.repeat(mask[None], 16, axis=0), _seed(2))
+    x, y = x.numpy(), y.numpy()
+    assert y.dtype == np.int32
+    assert np.array_equal(x[..., 0], y * 10) and np.array_equal(x[..., 1], y)
+    assert len({one.tobytes() for one in y}) == 4  # per image: none, vertical, horizontal, both
 
 
 def _epochs(dataset, count):
@@ -66,7 +79,7 @@ def test_the_pipeline_augments_each_example_with_its_own_seed_per_epoch():
     images[:, 3:5, 3:5] = 1.0
     labels = np.arange(64)
 
-    def shift_only(x, y, seed):
+    def shift_only(x, y, seed):  # a batch
         return augmentation.translate(x, seed, 0.25), y
 
     def make(seed):
@@ -77,6 +90,11 @@ def test_the_pipeline_augments_each_example_with_its_own_seed_per_epoch():
     assert not np.array_equal(first[0], first[1])  # the same example moves anew each epoch
     distinct = {example.tobytes() for example in first[0]}
     assert len(distinct) > 32  # each example its own draw, not one per batch
+    # batches are augmented in parallel: one thread gives the same pixels
+    one_thread = make(7)
+    options = __import__("tensorflow").data.Options()
+    options.threading.private_threadpool_size = 1
+    assert all(np.array_equal(a, b) for a, b in zip(_epochs(one_thread.with_options(options), 2), first))
     assert not np.array_equal(_epochs(make(8), 1)[0], first[0])
 
 

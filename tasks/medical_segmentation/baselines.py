@@ -10,10 +10,16 @@ import numpy as np
 
 
 def otsu_polarity(images, masks):
-    """True when foreground is brighter than background in the training images (by mean)."""
-    fg = np.concatenate([np.asarray(i)[np.asarray(m) > 0].ravel() for i, m in zip(images, masks)])
-    bg = np.concatenate([np.asarray(i)[np.asarray(m) == 0].ravel() for i, m in zip(images, masks)])
-    return bool(fg.size == 0 or bg.size == 0 or fg.mean() >= bg.mean())
+    """True when foreground is brighter than background in the training images (by mean).
+    ``images`` may be a generator: one image is held at a time."""
+    sums, counts = np.zeros(2), np.zeros(2)  # background, foreground
+    for image, mask in zip(images, masks):
+        image, foreground = np.asarray(image, np.float64), np.asarray(mask) > 0
+        sums += image[~foreground].sum(), image[foreground].sum()
+        counts += (~foreground).sum(), foreground.sum()
+    if not counts.all():
+        return True
+    return bool(sums[1] / counts[1] >= sums[0] / counts[0])
 
 
 def otsu(image, bright_foreground=True):

@@ -220,7 +220,7 @@ class MedicalSegmentation(Task):
     def baseline(self, train, test, info, config, model=None):
         """Otsu per image for binary 2D sets; else the probabilistic atlas of the training masks."""
         if info["n_classes"] == 2 and not info["volumes"]:
-            bright = baselines.otsu_polarity([c.image.mean(-1) for c in train.x], [c.mask for c in train.x])
+            bright = baselines.otsu_polarity((c.image.mean(-1) for c in train.x), [c.mask for c in train.x])
             predictions = [baselines.otsu(c.image, bright) for c in test.x]
             name = "otsu_threshold"
         else:
