@@ -82,7 +82,9 @@ class Task:
                 "vocabulary_file": f"assets/{VOCABULARY_FILE}"}
 
     def encode(self, dataset, info):
-        """Arrays fed to tf.data: (x, y)."""
+        """(x, y) for :func:`pipelines.inputs.tf_dataset`: arrays, lazily read files,
+        :class:`~pipelines.inputs.Gathered` rows or a dict of these with ``y`` an array; or
+        ``(streamed, streamed.targets)`` for :class:`~pipelines.inputs.Streamed` sources."""
         raise NotImplementedError
 
     def augment(self, config, info):
