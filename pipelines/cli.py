@@ -11,8 +11,8 @@ import sys
 
 from pipelines.distribute import STRATEGIES
 from pipelines.serving import FORMATS, QUANTIZATIONS
+from pipelines.tasks import task_names
 
-TASK_NAMES = ("image-classification", "captioning", "text-classification", "medical-segmentation")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,7 +62,7 @@ def build_parser():
                    help="image size used to count parameters (default 32)")
 
     p = verbs.add_parser("train", help="train, then evaluate on the held-out test split")
-    p.add_argument("task", nargs="?", metavar="TASK", help=" | ".join(TASK_NAMES))
+    p.add_argument("task", nargs="?", metavar="TASK", help=" | ".join(task_names()))
     p.add_argument("--data", help="a path, or builtin:NAME")
     p.add_argument("--backbone")
     p.add_argument("--backbone-from", metavar="RUN_DIR")
@@ -158,22 +158,18 @@ def _quiet_tensorflow():
 
 def cmd_tasks(args):
     from pipelines import config as config_lib
-    from pipelines.tasks import TASKS, get_task
+    from pipelines.tasks import get_task
 
     if args.options:
         task = get_task(args.options)
         for name, type_name, default, help_text in config_lib.describe(task.Config):
             print(f"{name:<26}{type_name:<10}{default!s:<18}{help_text}")
         return
-    get_task("image-classification")
     print(f"{'task':<24}{'default data':<22}{'backbone':<14}summary")
-    for name in TASK_NAMES:
-        if name in TASKS:
-            task = TASKS.get(name)
-            cfg = task.Config()
-            print(f"{name:<24}{cfg.data:<22}{cfg.backbone:<14}{task.summary}")
-        else:
-            print(f"{name:<24}{'-':<22}{'-':<14}not implemented yet")
+    for name in task_names():
+        task = get_task(name)
+        cfg = task.Config()
+        print(f"{name:<24}{cfg.data:<22}{cfg.backbone:<14}{task.summary}")
 
 
 def cmd_backbones(args):
@@ -211,7 +207,7 @@ def cmd_train(args):
         workflow.train(None, resume=args.resume, quiet=args.quiet)
         return
     if not args.task:
-        raise UserError(f"train needs a TASK: {', '.join(TASK_NAMES)}")
+        raise UserError(f"train needs a TASK: {', '.join(task_names())}")
     task = get_task(args.task)
     flags = {"data": args.data, "backbone": args.backbone, "backbone_from": args.backbone_from,
              "backbone_weights": args.backbone_weights, "freeze_backbone": args.freeze_backbone,

@@ -34,13 +34,15 @@ class Evaluation:
     figures: dict = field(default_factory=dict)  # file stem -> Figure
     notes: list = field(default_factory=list)
     highlights: dict = field(default_factory=dict)  # title -> [HighlightedText]
+    lower_is_better: tuple = ()  # metric names where a smaller value wins (the task declares them)
 
 
 def evaluate(task, model, test, info, config, *, train=None, history=None):
     """Run ``task`` on the ``test`` Dataset; ``train`` (if given) fits the classical baseline."""
     outputs = task.predict_dataset(model, test, info, config)
     result = Evaluation(metrics=task.metrics(test, outputs, info), n_samples=len(test),
-                        notes=list(task.report_notes(test, info)))
+                        notes=list(task.report_notes(test, info)),
+                        lower_is_better=tuple(task.lower_is_better))
     if train is not None:
         result.baseline = task.baseline(train, test, info, config, model=model)
     else:

@@ -98,7 +98,7 @@ def render_html(document, evaluation, title, context):
     parts.append(f"<table><tr><th>metric</th><th>network</th><th>{esc(baseline_name)}</th></tr>")
     for key, value, base in _metric_rows(document):
         better = (isinstance(value, float) and isinstance(base, float)
-                  and (value < base if key.startswith("hd") else value > base))
+                  and (value < base if key in evaluation.lower_is_better else value > base))
         cls = " class='better'" if better else ""
         parts.append(f"<tr><td>{esc(key)}</td><td{cls}>{_fmt(value)}</td><td>{_fmt(base)}</td></tr>")
     parts.append("</table>")

@@ -1,6 +1,8 @@
 """The task protocol and registry: what a task package provides, and nothing more.
 
-A task is one object registered with ``@register_task("name")``. It supplies its flat ``Config``
+A task is one object registered with ``@register_task("name")`` in its own package, and found
+through the ``cnn_tasks.tasks`` entry-point group (setup.cfg): the pipeline never imports the
+task packages by name, so a new task adds one line there. It supplies its flat ``Config``
 dataclass, data readers, preprocessing, the head on the backbone's pyramid, loss, metrics,
 baseline, tables, figures and prediction. Splitting, fitting, checkpointing, reports, run
 directories, export and transfer belong to the pipeline (:mod:`pipelines.workflow`).
@@ -28,9 +30,31 @@ def register_task(name):
     return decorate
 
 
-def get_task(name):
-    import tasks  # noqa: F401  (importing the package registers every task)
+ENTRY_POINT_GROUP = "cnn_tasks.tasks"
 
+
+def _entry_points():
+    from importlib.metadata import entry_points
+
+    found = {}
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(point.name, point)  # declaration order; the first of a name wins
+    return found
+
+
+def task_names():
+    """Every installed task, from the entry points alone (no task module is imported)."""
+    return tuple(_entry_points()) + tuple(n for n in TASKS.names() if n not in _entry_points())
+
+
+def get_task(name):
+    """The registered task ``name``, importing its package through its entry point if needed."""
+    if name not in TASKS:
+        point = _entry_points().get(name)
+        if point is not None:
+            point.load()  # importing the module registers the task
+            if name not in TASKS:
+                raise ValueError(f"entry point {point.value} did not register a task named {name!r}")
     return TASKS.get(name)
 
 
@@ -44,6 +68,7 @@ class Task:
     builtin_data = ()  # names accepted as builtin:NAME
     monitor = ("val_loss", "min")  # what the best checkpoint and early stopping watch
     key_metrics = ()  # shown by `cnn-tasks runs`
+    lower_is_better = ()  # metrics where a smaller value wins (reports mark the better side)
     tflite_unsupported = ""  # why `export --format tflite` cannot work for this task, if it cannot
 
     # -- data --------------------------------------------------------------------------------

@@ -1,3 +1,2 @@
-"""Task packages. Importing this package registers every task with :data:`pipelines.tasks.TASKS`."""
-
-from tasks import captioning, image_classification, medical_segmentation, text_classification  # noqa: F401
+"""Task packages, one per task; each is found through the ``cnn_tasks.tasks`` entry points
+(setup.cfg) and registers itself with :data:`pipelines.tasks.TASKS` when imported."""

@@ -76,3 +76,36 @@ def test_default_backbone_options_do_not_follow_another_backbone():
     cfg = config_lib.resolve(ImageClassificationConfig, sets={"backbone_options": {"width": 0.5}},
                              flags={"backbone": "resnet18"})
     assert cfg.backbone_options == {"width": 0.5}
+
+
+def test_tasks_are_found_through_entry_points_and_imported_only_when_asked():
+    """The pipeline never imports the task packages by name: `cnn_tasks.tasks` entry points
+    (setup.cfg) list them, and a task's package is imported when that task is asked for."""
+    import subprocess
+    import sys
+
+    script = ("import sys\n"
+              "from pipelines import cli, workflow, evaluation, reports\n"
+              "from pipelines.tasks import TASKS, get_task, task_names\n"
+              "names = task_names()\n"
+              "assert {'image-classification', 'text-classification', 'captioning',\n"
+              "        'medical-segmentation'} <= set(names), names\n"
+              "assert not [m for m in sys.modules if m == 'tasks' or m.startswith('tasks.')]\n"
+              "assert get_task('captioning').name == 'captioning'\n"
+              "assert 'captioning' in TASKS and 'text-classification' not in TASKS\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_reports_mark_the_better_side_by_the_tasks_declared_direction():
+    from pipelines.evaluation import Evaluation
+    from pipelines.reports import render_html
+    from pipelines.tasks import get_task
+
+    assert get_task("medical-segmentation").lower_is_better == ("hd95",)
+    document = {"split": "test", "n_samples": 3, "metrics": {"dice": 0.8, "hd95": 2.0},
+                "baseline": {"name": "atlas", "metrics": {"dice": 0.7, "hd95": 3.0}}}
+    html = render_html(document, Evaluation(document["metrics"], 3, lower_is_better=("hd95",)), "t", [])
+    assert html.count("class='better'") == 2  # higher Dice and lower HD95
+    html = render_html(document, Evaluation(document["metrics"], 3), "t", [])
+    assert html.count("class='better'") == 1  # undeclared: higher wins, so HD95 is not marked

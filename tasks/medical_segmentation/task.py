@@ -70,6 +70,7 @@ class MedicalSegmentation(Task):
     summary = "masks for organs and lesions: U-Net over a backbone (2D images, NIfTI volumes)"
     builtin_data = tuple(readers.BUILTIN)
     key_metrics = ("dice", "iou", "hd95")
+    lower_is_better = ("hd95",)  # a distance in mm (or pixels)
 
     # -- data --------------------------------------------------------------------------------
     def load(self, spec, config):
