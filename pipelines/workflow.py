@@ -6,6 +6,7 @@ training.fit -> evaluation -> reports, all into one run directory (:mod:`pipelin
 
 import datetime
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines import config as config_lib
@@ -39,9 +40,42 @@ def _load_split_data(task, config, run_dir, resume):
     return dataset, splits
 
 
+@dataclass
+class _Training:
+    """What the three steps of :func:`train` hand on: the settled task, configuration,
+    placement, data and preprocessing, and the folder this process writes."""
+
+    task: object
+    config: object
+    placement: object
+    source: object  # the backbone's origin (transfer.resolve_source)
+    dataset: object
+    splits: Splits
+    train_set: object
+    val_set: object
+    test_set: object
+    info: dict
+    run_dir: Path
+    resumed: bool
+    quiet: bool
+
+
 def train(task_name, *, config=None, resume=None, quiet=False, echo=print, run_id=None):
     """Train a task end to end and return the run directory (None on a non-chief worker, which
     trains its share and leaves the run directory to the chief)."""
+    state = _prepare(task_name, config=config, resume=resume, quiet=quiet, run_id=run_id)
+    model, fitted, meta, origin = _build_and_fit(state, echo)
+    if not state.placement.is_chief:
+        import shutil
+
+        shutil.rmtree(state.run_dir, ignore_errors=True)  # the worker's temporary folder
+        return None
+    return _save_and_report(state, model, fitted, meta, origin, echo)
+
+
+def _prepare(task_name, *, config, resume, quiet, run_id):
+    """Step 1: the task and configuration (new, or the run being resumed), the strategy (before
+    any TensorFlow op), the data, its splits and preprocessing, and the run directory."""
     import keras
 
     if resume:
@@ -63,33 +97,42 @@ def train(task_name, *, config=None, resume=None, quiet=False, echo=print, run_i
     train_set, val_set, test_set = (dataset.subset(s) for s in (splits.train, splits.val, splits.test))
     info = task.fit_preprocessing(train_set, config, _min_size(config))
     run_dir = _place_run(placement, config.output, task.name, run_dir, run_id)
-    quiet = quiet or not placement.is_chief
+    return _Training(task, config, placement, source, dataset, splits, train_set, val_set, test_set,
+                     info, run_dir, bool(resume), quiet or not placement.is_chief)
+
+
+def _build_and_fit(state, echo):
+    """Step 2: backbone and head in the strategy's scope, config.json, and training.fit on the
+    tf.data pipelines. Returns (model, fitted, backbone metadata, backbone origin)."""
+    task, config, placement, info, run_dir = state.task, state.config, state.placement, state.info, state.run_dir
     arguments = task.backbone_arguments(info, config)
+    meta = transfer.backbone_meta(config, task.input_shape(info), arguments=arguments)
     with placement.strategy.scope():
         vocabulary = info.get("vocabulary") if task.modality == "text" else None
-        backbone, origin = transfer.build_backbone(config, task.input_shape(info), source,
+        backbone, origin = transfer.build_backbone(config, task.input_shape(info), state.source,
                                                    arguments=arguments, vocabulary=vocabulary)
         model = task.build(backbone, info, config)
     if placement.multi_worker:
         model = distribute.detach(model)  # predicts and saves on the chief alone
+    splits = state.splits
     runs.write_json(run_dir / runs.CONFIG_FILE, {
         "task": task.name, "config": config_lib.to_dict(config),
         "split": {"method": splits.method, "counts": splits.counts(), "file": SPLITS_FILE},
-        "data_description": dataset.description, "preprocessing": task.describe_preprocessing(info),
-        "backbone": transfer.backbone_meta(config, task.input_shape(info), arguments=arguments), "lineage": origin,
+        "data_description": state.dataset.description, "preprocessing": task.describe_preprocessing(info),
+        "backbone": meta, "lineage": origin,
         "distribution": placement.describe(config.batch_size, config.lr_scaling),
         "versions": _versions(), "created": datetime.datetime.now(datetime.timezone.utc).isoformat()})
     runs.write_json(run_dir / SPLITS_FILE, splits.to_json())
     runs.set_status(run_dir, "training")
-    if not quiet:
+    if not state.quiet:
         echo(f"run directory: {run_dir}")
-        echo(f"data: {dataset.description}; split {splits.method} {splits.counts()}")
+        echo(f"data: {state.dataset.description}; split {splits.method} {splits.counts()}")
         echo(f"model: {config.backbone} backbone, {model.count_params():,} parameters")
         if placement.distributed:
             echo(f"strategy: {placement.name}, {placement.replicas} replicas on {placement.workers} "
                  f"worker(s), global batch {config.batch_size}")
-    x_train, y_train = task.encode(train_set, info)
-    x_val, y_val = task.encode(val_set, info)
+    x_train, y_train = task.encode(state.train_set, info)
+    x_val, y_val = task.encode(state.val_set, info)
     cache_dir = run_dir / "cache"  # a disk cache left by an interrupted run is not reused
     _cleanup_cache(cache_dir)
     train_ds = tf_dataset(x_train, y_train, batch_size=config.batch_size, training=True,
@@ -100,19 +143,20 @@ def train(task_name, *, config=None, resume=None, quiet=False, echo=print, run_i
     monitor, mode = task.monitor
     fitted = training.fit(model, train_ds, val_ds, config=config, run_dir=run_dir,
                           loss=task.loss(config, info), metrics=task.compile_metrics(config),
-                          monitor=monitor, mode=mode, n_train=len(y_train), quiet=quiet,
-                          resume=bool(resume), class_weight=task.class_weight(y_train, config),
+                          monitor=monitor, mode=mode, n_train=len(y_train), quiet=state.quiet,
+                          resume=state.resumed, class_weight=task.class_weight(y_train, config),
                           placement=placement)
-    if not placement.is_chief:
-        import shutil
+    return model, fitted, meta, origin
 
-        shutil.rmtree(run_dir, ignore_errors=True)  # the worker's temporary folder
-        return None
+
+def _save_and_report(state, model, fitted, meta, origin, echo):
+    """Step 3 (the chief): model, backbone and assets; evaluation on the test split; metrics.json
+    and the reports; the run marked finished."""
+    task, config, info, run_dir = state.task, state.config, state.info, state.run_dir
     runs.save_model(model, run_dir / "model.keras")
-    transfer.save_backbone(model, run_dir, transfer.backbone_meta(config, task.input_shape(info), run_dir,
-                                                                  arguments=arguments))
+    transfer.save_backbone(model, run_dir, {**meta, "run_dir": str(run_dir)})
     task.save_assets(info, run_dir / "assets", runs.write_json)
-    result = evaluation.evaluate(task, model, test_set, info, config, train=train_set,
+    result = evaluation.evaluate(task, model, state.test_set, info, config, train=state.train_set,
                                  history=training.read_history(run_dir))
     train_figures = {"epochs": fitted.epochs, "seconds": round(fitted.seconds, 2),
                      "samples_per_second": round(fitted.samples_per_second, 1),
@@ -121,11 +165,11 @@ def train(task_name, *, config=None, resume=None, quiet=False, echo=print, run_i
         task=task.name, run_dir=run_dir, data=config.data, split="test", evaluation=result,
         train=train_figures, backbone=_backbone_summary(model, config, origin))
     report = reports.write(run_dir, document, result, title=f"{task.name}: {run_dir.name}",
-                           context=_context(task, config, dataset.description, splits, origin,
+                           context=_context(task, config, state.dataset.description, state.splits, origin,
                                             train_figures))
     runs.set_status(run_dir, "finished")
     _cleanup(run_dir)
-    if not quiet:
+    if not state.quiet:
         echo(summary_table(document))
         echo(f"report: {report}")
     else:
