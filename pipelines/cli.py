@@ -14,7 +14,6 @@ from pipelines.serving import FORMATS, QUANTIZATIONS
 from pipelines.tasks import task_names
 
 
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

@@ -12,9 +12,9 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.inputs import CACHE_MODES
 from pipelines.distribute import STRATEGIES
 from pipelines.errors import UserError
+from pipelines.inputs import CACHE_MODES
 
 
 def option(default, *, help="", choices=None, minimum=None, maximum=None, exclusive_min=False):

@@ -43,8 +43,10 @@ def _entry_points():
 
 
 def task_names():
-    """Every installed task, from the entry points alone (no task module is imported)."""
-    return tuple(_entry_points()) + tuple(n for n in TASKS.names() if n not in _entry_points())
+    """Every installed task, from the entry points alone (no task module is imported), then any
+    registered without one (tests)."""
+    installed = tuple(_entry_points())
+    return installed + tuple(n for n in TASKS.names() if n not in installed)
 
 
 def get_task(name):

@@ -13,8 +13,8 @@ from pipelines import config as config_lib
 from pipelines import distribute, evaluation, reports, runs, training, transfer
 from pipelines.backbones import BACKBONES
 from pipelines.data import Splits, make_splits
-from pipelines.inputs import tf_dataset
 from pipelines.errors import UserError
+from pipelines.inputs import tf_dataset
 from pipelines.tasks import get_task
 
 SPLITS_FILE = "splits.json"

@@ -9,8 +9,8 @@ import numpy as np
 from pipelines import augmentation, imaging
 from pipelines.classification_task import ClassificationConfig, ClassificationTask
 from pipelines.config import option
-from pipelines.inputs import tf_dataset
 from pipelines.image_files import baseline_sample, is_image_files
+from pipelines.inputs import tf_dataset
 from pipelines.tasks import register_task
 from tasks.image_classification import figures, readers
 from tasks.image_classification.head import build_classifier

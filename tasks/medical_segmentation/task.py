@@ -117,10 +117,13 @@ class MedicalSegmentation(Task):
     def case_slices(self, case, info):
         """(images (n, h, w, c), masks (n, h, w)) of one case at its own resolution."""
         if not info["volumes"]:
-            return case.image[None], case.mask[None]
+            return case.image[None], self.mask_slices(case, info)
         image = volumes.normalize(case.image, method=info["normalization"], window=info["intensity_window"])
-        return (volumes.to_slices(image, info["slice_axis"])[..., None],
-                volumes.to_slices(case.mask, info["slice_axis"]))
+        return volumes.to_slices(image, info["slice_axis"])[..., None], self.mask_slices(case, info)
+
+    def mask_slices(self, case, info):
+        """The case's masks (n, h, w) as :meth:`case_slices` gives them, without reading its image."""
+        return volumes.to_slices(case.mask, info["slice_axis"]) if info["volumes"] else case.mask[None]
 
     def resize_images(self, images, info):
         import tensorflow as tf
@@ -142,8 +145,7 @@ class MedicalSegmentation(Task):
         rng = np.random.default_rng(0)
         cases, keeps = list(dataset.x), []
         for case in cases:
-            masks = self._units(volumes.to_slices(case.mask, info["slice_axis"]) if info["volumes"]
-                                else case.mask[None], info)
+            masks = self._units(self.mask_slices(case, info), info)
             keep = masks.reshape(len(masks), -1).any(axis=1) | (rng.random(len(masks)) < info["empty_slice_fraction"])
             if not ((info["volumes"] or info.get("tiled")) and keep.any()):
                 keep = np.ones(len(masks), bool)  # 2D images whole; a volume without labels whole
