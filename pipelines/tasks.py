@@ -50,13 +50,14 @@ def task_names():
 
 
 def get_task(name):
-    """The registered task ``name``, importing its package through its entry point if needed."""
+    """The registered task ``name``, importing its package through its entry point if needed.
+    An unknown name loads every task, so the registry's error lists them and suggests one."""
     if name not in TASKS:
-        point = _entry_points().get(name)
-        if point is not None:
+        points = _entry_points()
+        for point in ([points[name]] if name in points else points.values()):
             point.load()  # importing the module registers the task
-            if name not in TASKS:
-                raise ValueError(f"entry point {point.value} did not register a task named {name!r}")
+        if name in points and name not in TASKS:
+            raise ValueError(f"entry point {points[name].value} did not register a task named {name!r}")
     return TASKS.get(name)
 
 

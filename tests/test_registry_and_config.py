@@ -92,7 +92,15 @@ def test_tasks_are_found_through_entry_points_and_imported_only_when_asked():
               "        'medical-segmentation'} <= set(names), names\n"
               "assert not [m for m in sys.modules if m == 'tasks' or m.startswith('tasks.')]\n"
               "assert get_task('captioning').name == 'captioning'\n"
-              "assert 'captioning' in TASKS and 'text-classification' not in TASKS\n")
+              "assert 'captioning' in TASKS and 'text-classification' not in TASKS\n"
+              "from pipelines.errors import UserError\n"
+              "try:\n"
+              "    get_task('captioninng')\n"
+              "except UserError as error:\n"
+              "    assert \"Did you mean 'captioning'\" in str(error), error\n"
+              "    assert 'medical-segmentation, text-classification' in str(error), error\n"
+              "else:\n"
+              "    raise AssertionError('an unknown task was accepted')\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
 
