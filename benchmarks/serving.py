@@ -76,7 +76,7 @@ def workload(task, model, info, test, batch):
         from tasks.captioning.decoding import CaptionWriter
 
         images = task._images(test.x[:batch], info)
-        writer = CaptionWriter(model, info["vocabulary"], max_length=info["max_length"])
+        writer = CaptionWriter(model, info.vocabulary, max_length=info.max_length)
 
         def tflite_greedy(interpreter):
             from tasks.captioning import vocabulary as vocab
@@ -86,7 +86,7 @@ def workload(task, model, info, test, batch):
             encoded = encode(pixels=images)
             tokens = np.full(len(images), vocab.START_ID, np.int32)
             state = {k: v for k, v in encoded.items() if k.startswith("state")}
-            for _ in range(info["max_length"]):
+            for _ in range(info.max_length):
                 out = step(features=encoded["features"], keys=encoded["keys"], tokens=tokens, **state)
                 tokens = out["log_probs"].argmax(-1).astype(np.int32)
                 state = {k: out[k] for k in state}
@@ -97,7 +97,7 @@ def workload(task, model, info, test, batch):
                 lambda interpreter: tflite_greedy(interpreter))
     # medical segmentation: one case per request (a volume or an image)
     case = test.x[0]
-    if info["volumes"]:
+    if info.volumes:
         raw = {"volume": tf.constant(np.asarray(case.image, np.float32)),
                "spacing": tf.constant(np.asarray(case.spacing or (1, 1, 1), np.float32))}
     else:

@@ -6,7 +6,7 @@ matrices, ROC/PR curves beside the baseline, top-k predictions) lives here once.
 """
 
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -15,6 +15,7 @@ from pipelines.classification_metrics import (classification_metrics, confusion,
                                               roc_points)
 from pipelines.config import TrainConfig, option
 from pipelines.errors import UserError
+from pipelines.preprocessing import Preprocessing
 from pipelines.tasks import Task
 
 
@@ -31,9 +32,17 @@ class ClassificationConfig(TrainConfig):
              "freeze_backbone (a head on fixed reused features barely learns without it)")
 
 
+@dataclass(kw_only=True)
+class ClassPreprocessing(Preprocessing):
+    """What every classifier learns: its class names, in the order of the softmax outputs."""
+
+    class_names: list = field(default_factory=list)
+
+
 class ClassificationTask(Task):
     """A :class:`Task` whose model outputs class probabilities and whose ``info`` has class_names."""
 
+    Preprocessing = ClassPreprocessing
     monitor = ("val_loss", "min")
     key_metrics = ("accuracy", "macro_f1")
 
@@ -41,7 +50,7 @@ class ClassificationTask(Task):
         return dataset.y
 
     def align(self, dataset, info):
-        known = info["class_names"]
+        known = info.class_names
         unknown = sorted(set(dataset.info["class_names"]) - set(known))
         if unknown:
             raise UserError(f"{dataset.spec}: classes {unknown} are not among the run's classes "
@@ -63,15 +72,15 @@ class ClassificationTask(Task):
         return ["accuracy"]
 
     def metrics(self, dataset, outputs, info):
-        return classification_metrics(dataset.y, outputs, len(info["class_names"]))
+        return classification_metrics(dataset.y, outputs, len(info.class_names))
 
-    def tables(self, dataset, outputs, info):
+    def tables(self, dataset, outputs, info, baseline=None):
         return {"Per-class precision, recall and F1":
-                per_class_table(dataset.y, outputs.argmax(axis=1), info["class_names"])}
+                per_class_table(dataset.y, outputs.argmax(axis=1), info.class_names)}
 
     def classification_figures(self, y, outputs, info, baseline=None):
         """Confusion matrices (network, baseline) and, for two classes, ROC and PR curves."""
-        names = info["class_names"]
+        names = info.class_names
         y = np.asarray(y)
         has_proba = bool(baseline and "proba" in baseline)
         result = {"confusion_matrix": (
@@ -98,7 +107,7 @@ class ClassificationTask(Task):
     def probability_baseline(self, name, estimator, x_train, y_train, x_test, y_test, info, chunk=1024):
         """Fit a scikit-learn classifier; its metrics and (n, classes) probabilities on the test split.
         The test inputs are taken ``chunk`` rows at a time (lazily read files stay lazy)."""
-        n_classes = len(info["class_names"])
+        n_classes = len(info.class_names)
         estimator.fit(x_train, y_train)
         proba = np.zeros((len(y_test), n_classes))
         for start in range(0, len(y_test), chunk):
@@ -109,7 +118,7 @@ class ClassificationTask(Task):
 
     def top_classes(self, proba, info, options):
         """One record per row: the best class and the top-k (``--set top=K``) with probabilities."""
-        names = info["class_names"]
+        names = info.class_names
         top = int(options.get("top", min(5, len(names))))
         records = []
         for row in proba:
@@ -127,7 +136,7 @@ class ClassificationTask(Task):
         ids = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         outputs = {"probabilities": probabilities, "class_ids": ids}
         if names:
-            outputs["class_names"] = tf.gather(tf.constant(list(info["class_names"])), ids)
+            outputs["class_names"] = tf.gather(tf.constant(list(info.class_names)), ids)
         return outputs
 
     @staticmethod

@@ -47,7 +47,7 @@ def evaluate(task, model, test, info, config, *, train=None, history=None):
         result.baseline = task.baseline(train, test, info, config, model=model)
     else:
         result.notes.append("No baseline: the run's training data is not available here.")
-    result.tables.update(task.tables(test, outputs, info))
+    result.tables.update(task.tables(test, outputs, info, baseline=result.baseline))
     for name, (png, caption) in task.figures(model, test, outputs, info, config,
                                              baseline=result.baseline).items():
         if png:

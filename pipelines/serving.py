@@ -86,7 +86,7 @@ def write(request, *, run_dir, task, model, info, saved):
         else:
             described = _write_tflite(model, signatures, staging / TFLITE_FILE, request.quantize)
         metadata = _metadata(run_dir, task, info, saved, request, described)
-        task.save_assets(info, staging / EXTRA, runs.write_json)  # class names, vocabulary
+        info.save_assets(staging / EXTRA, runs.write_json)  # class names, vocabulary
         runs.write_json(staging / EXTRA / METADATA_FILE, metadata)
         _open_up(staging)
         staging.rename(request.target)
@@ -163,8 +163,8 @@ def _metadata(run_dir, task, info, saved, request, described):
         "exported_by": f"cnn-tasks {__version__}",
         "signatures": described,
         "default_signature": next(iter(described)) if request.fmt == "saved_model" else None,
-        "class_names": info.get("class_names"),
-        "preprocessing": task.describe_preprocessing(info),
+        "class_names": getattr(info, "class_names", None),
+        "preprocessing": info.to_json(),
         "metrics": metrics.get("metrics"), "baseline": (metrics.get("baseline") or {}).get("metrics"),
         "data": saved.get("config", {}).get("data"), "backbone": saved.get("backbone"),
         "lineage": saved.get("lineage"), "versions": saved.get("versions"),

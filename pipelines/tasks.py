@@ -9,10 +9,10 @@ directories, export and transfer belong to the pipeline (:mod:`pipelines.workflo
 """
 
 import json
-from pathlib import Path
 
 from pipelines.config import TrainConfig
 from pipelines.data import balanced_class_weight
+from pipelines.preprocessing import Preprocessing
 from pipelines.registry import Registry
 
 TASKS = Registry("task")
@@ -67,6 +67,7 @@ class Task:
     name = ""
     modality = "image"  # which backbones fit: "image" or "text"
     Config = TrainConfig
+    Preprocessing = Preprocessing  # the task's typed record of what preprocessing learned (``info``)
     summary = ""
     builtin_data = ()  # names accepted as builtin:NAME
     monitor = ("val_loss", "min")  # what the best checkpoint and early stopping watch
@@ -84,7 +85,8 @@ class Task:
         return None
 
     def fit_preprocessing(self, train, config, min_size):
-        """Learn what preprocessing needs from the training split only; JSON-able dict."""
+        """Learn what preprocessing needs from the training split only: a ``self.Preprocessing``
+        record (``info`` everywhere below)."""
         raise NotImplementedError
 
     def align(self, dataset, info):
@@ -98,16 +100,10 @@ class Task:
         """Builder arguments that come from the data, not the user (e.g. a vocabulary size)."""
         return {}
 
-    def describe_preprocessing(self, info):
-        """``info`` as recorded in config.json and assets/info.json; a ``vocabulary`` is left out
-        (it is written to assets/vocabulary.txt)."""
-        if "vocabulary" not in info:
-            return info
-        from pipelines.tokenizer import VOCABULARY_FILE
-
-        described = {k: v for k, v in info.items() if k != "vocabulary"}
-        return {**described, "vocabulary_size": len(info["vocabulary"]),
-                "vocabulary_file": f"assets/{VOCABULARY_FILE}"}
+    def embedding_tokens(self, info):
+        """The token list indexing a text backbone's embedding rows, so a transferred backbone's
+        rows are matched by token (None: no embedding)."""
+        return None
 
     def encode(self, dataset, info):
         """(x, y) for :func:`pipelines.inputs.tf_dataset`: arrays, lazily read files,
@@ -148,7 +144,9 @@ class Task:
         features (captioning's nearest-neighbour retrieval)."""
         raise NotImplementedError
 
-    def tables(self, dataset, outputs, info):
+    def tables(self, dataset, outputs, info, baseline=None):
+        """{title: pandas.DataFrame} for the report; ``baseline`` is what :meth:`baseline` returned
+        (None without one), for tables that set the network beside it."""
         return {}
 
     def figures(self, model, dataset, outputs, info, config, baseline=None):
@@ -160,7 +158,7 @@ class Task:
 
     def report_notes(self, dataset, info):
         """Lines the report shows under the metrics: what the reader dropped, what was adapted."""
-        return list(dataset.notes) + list(info.get("notes", []))
+        return list(dataset.notes) + list(info.notes)
 
     # -- prediction --------------------------------------------------------------------------
     def predict_inputs(self, model, inputs, info, options, out=None):
@@ -186,21 +184,3 @@ class Task:
 
         reason = self.tflite_unsupported or "this task has no TFLite export"
         raise UserError(f"cannot export {self.name} to tflite: {reason}; use --format saved_model")
-
-    # -- assets ------------------------------------------------------------------------------
-    def save_assets(self, info, assets_dir, write_json):
-        if "vocabulary" in info:
-            from pipelines import runs, tokenizer
-
-            tokenizer.write_vocabulary(info["vocabulary"], Path(assets_dir) / tokenizer.VOCABULARY_FILE,
-                                       runs.write_text)
-        write_json(Path(assets_dir) / "info.json", self.describe_preprocessing(info))
-
-    def load_assets(self, assets_dir):
-        from pipelines import tokenizer
-        from pipelines.runs import read_json
-
-        info = read_json(Path(assets_dir) / "info.json", "asset file")
-        if "vocabulary_file" in info:
-            info["vocabulary"] = tokenizer.read_vocabulary(Path(assets_dir) / tokenizer.VOCABULARY_FILE)
-        return info

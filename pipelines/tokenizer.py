@@ -11,12 +11,14 @@ written as one token per line to the run's ``assets/vocabulary.txt``.
 """
 
 import collections
+import dataclasses
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from pipelines.errors import UserError
+from pipelines.preprocessing import Preprocessing
 
 PAD, UNK = "[PAD]", "[UNK]"
 RESERVED = (PAD, UNK)
@@ -113,6 +115,31 @@ def read_vocabulary(path):
     if vocabulary[:len(RESERVED)] != list(RESERVED):
         raise UserError(f"{path}: a vocabulary must start with {', '.join(RESERVED)}")
     return vocabulary
+
+
+@dataclasses.dataclass(kw_only=True)
+class VocabularyPreprocessing(Preprocessing):
+    """A preprocessing record holding a token list: the list goes to ``assets/vocabulary.txt``
+    (one token per line, readable and diffable), its size and file name to ``info.json``."""
+
+    vocabulary: list = dataclasses.field(default_factory=list)
+
+    def to_json(self):
+        described = {k: v for k, v in super().to_json().items() if k != "vocabulary"}
+        return {**described, "vocabulary_size": len(self.vocabulary),
+                "vocabulary_file": f"assets/{VOCABULARY_FILE}"}
+
+    def save_assets(self, folder, write_json):
+        from pipelines.runs import write_text
+
+        write_vocabulary(self.vocabulary, Path(folder) / VOCABULARY_FILE, write_text)
+        super().save_assets(folder, write_json)
+
+    @classmethod
+    def load_assets(cls, folder):
+        record = super().load_assets(folder)
+        record.vocabulary = read_vocabulary(Path(folder) / VOCABULARY_FILE)
+        return record
 
 
 @keras.saving.register_keras_serializable(package="cnn_tasks")

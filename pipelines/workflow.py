@@ -54,7 +54,7 @@ class _Training:
     train_set: object
     val_set: object
     test_set: object
-    info: dict
+    info: object  # the task's Preprocessing record
     run_dir: Path
     resumed: bool
     quiet: bool
@@ -108,9 +108,9 @@ def _build_and_fit(state, echo):
     arguments = task.backbone_arguments(info, config)
     meta = transfer.backbone_meta(config, task.input_shape(info), arguments=arguments)
     with placement.strategy.scope():
-        vocabulary = info.get("vocabulary") if task.modality == "text" else None
         backbone, origin = transfer.build_backbone(config, task.input_shape(info), state.source,
-                                                   arguments=arguments, vocabulary=vocabulary)
+                                                   arguments=arguments,
+                                                   vocabulary=task.embedding_tokens(info))
         model = task.build(backbone, info, config)
     if placement.multi_worker:
         model = distribute.detach(model)  # predicts and saves on the chief alone
@@ -118,7 +118,7 @@ def _build_and_fit(state, echo):
     runs.write_json(run_dir / runs.CONFIG_FILE, {
         "task": task.name, "config": config_lib.to_dict(config),
         "split": {"method": splits.method, "counts": splits.counts(), "file": SPLITS_FILE},
-        "data_description": state.dataset.description, "preprocessing": task.describe_preprocessing(info),
+        "data_description": state.dataset.description, "preprocessing": info.to_json(),
         "backbone": meta, "lineage": origin,
         "distribution": placement.describe(config.batch_size, config.lr_scaling),
         "versions": _versions(), "created": datetime.datetime.now(datetime.timezone.utc).isoformat()})
@@ -155,7 +155,7 @@ def _save_and_report(state, model, fitted, meta, origin, echo):
     task, config, info, run_dir = state.task, state.config, state.info, state.run_dir
     runs.save_model(model, run_dir / "model.keras")
     transfer.save_backbone(model, run_dir, {**meta, "run_dir": str(run_dir)})
-    task.save_assets(info, run_dir / "assets", runs.write_json)
+    info.save_assets(run_dir / "assets", runs.write_json)
     result = evaluation.evaluate(task, model, state.test_set, info, config, train=state.train_set,
                                  history=training.read_history(run_dir))
     train_figures = {"epochs": fitted.epochs, "seconds": round(fitted.seconds, 2),
@@ -273,7 +273,7 @@ def load_run(run_dir):
     path, saved = runs.open_run(run_dir)
     task = get_task(saved["task"])
     config = resolve_config(task, base=saved["config"])
-    info = task.load_assets(path / "assets")
+    info = task.Preprocessing.load_assets(path / "assets")
     try:
         model = keras.models.load_model(path / "model.keras", safe_mode=True)
     except (ValueError, OSError) as error:

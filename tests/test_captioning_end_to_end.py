@@ -120,7 +120,7 @@ def test_the_saved_model_writes_the_projects_greedy_caption_from_file_bytes(shap
     served = serve_in_fresh_process(tmp_path / "sm" / "1", "serving_default",
                                     {"image_bytes": {"files": [str(f) for f in shape_files]}}, tmp_path)
     assert [c.decode() for c in served["caption"]] == expected
-    vocabulary = info["vocabulary"]
+    vocabulary = info.vocabulary
     for ids, length, caption in zip(served["token_ids"], served["length"], expected):
         assert " ".join(vocabulary[i] for i in ids[:length]) == caption and not ids[length:].any()
     metadata = json.loads((tmp_path / "sm" / "metadata.json").read_text())
@@ -140,19 +140,19 @@ def test_tflite_encoder_and_decoder_step_reproduce_greedy_captions(shapes_run, s
     encode, step = (interpreter.get_signature_runner(n) for n in ("encode_pixels", "decode_step"))
     captions = []
     for path in shape_files:
-        pixels = imaging.resize_batch(imaging.read_image(path, channels=3)[None], info["image_size"])
+        pixels = imaging.resize_batch(imaging.read_image(path, channels=3)[None], info.image_size)
         encoded = encode(pixels=pixels)
         state, token, words = encoded["state_h"], np.array([vocab.START_ID], np.int32), []
-        for _ in range(info["max_length"]):
+        for _ in range(info.max_length):
             out = step(features=encoded["features"], keys=encoded["keys"], tokens=token, state_h=state)
             token, state = out["log_probs"].argmax(axis=-1).astype(np.int32), out["state_h"]
             if token[0] == vocab.END_ID:
                 break
-            words.append(info["vocabulary"][token[0]])
+            words.append(info.vocabulary[token[0]])
         captions.append(" ".join(words))
     assert captions == expected
     shipped = (tmp_path / "tfl" / "1" / "assets.extra" / "vocabulary.txt").read_text().split("\n")
-    assert shipped[:len(info["vocabulary"])] == info["vocabulary"]  # a client maps ids to words
+    assert shipped[:len(info.vocabulary)] == info.vocabulary  # a client maps ids to words
 
 
 @pytest.mark.parametrize("make", [_coco, _flickr], ids=["coco", "flickr8k"])

@@ -98,7 +98,7 @@ def test_tasks_are_found_through_entry_points_and_imported_only_when_asked():
               "    get_task('captioninng')\n"
               "except UserError as error:\n"
               "    assert \"Did you mean 'captioning'\" in str(error), error\n"
-              "    assert 'medical-segmentation, text-classification' in str(error), error\n"
+              "    assert 'Known: ' + ', '.join(sorted(names)) in str(error), error\n"
               "else:\n"
               "    raise AssertionError('an unknown task was accepted')\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
@@ -117,3 +117,15 @@ def test_reports_mark_the_better_side_by_the_tasks_declared_direction():
     assert html.count("class='better'") == 2  # higher Dice and lower HD95
     html = render_html(document, Evaluation(document["metrics"], 3), "t", [])
     assert html.count("class='better'") == 1  # undeclared: higher wins, so HD95 is not marked
+
+
+def test_the_readme_task_table_lists_every_installed_task():
+    """The README's task table is a list of tasks too: it must name exactly the installed ones."""
+    from pathlib import Path
+
+    from pipelines.tasks import task_names
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## The tasks", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("`")[1] for line in section.splitlines() if line.startswith("| `")]
+    assert sorted(rows) == sorted(task_names())

@@ -48,7 +48,7 @@ def keras_reference(digits_run, digits_files):
 
     path, saved, task, config, info, model = workflow.load_run(digits_run)
     pixels = task.read_inputs(digits_files, info)
-    return pixels, model.predict(pixels, verbose=0), info["class_names"]
+    return pixels, model.predict(pixels, verbose=0), info.class_names
 
 
 @pytest.fixture(scope="module")

@@ -151,7 +151,7 @@ def test_export_serves_raw_strings_with_class_names_and_tflite_is_refused(csv_ru
     path, saved, task, config, info, model = workflow.load_run(csv_run)
     proba = model.predict(np.asarray(texts, dtype=object), verbose=0)
     np.testing.assert_allclose(served["probabilities"], proba, atol=1e-4)
-    assert [n.decode() for n in served["class_names"]] == [info["class_names"][i] for i in proba.argmax(1)]
+    assert [n.decode() for n in served["class_names"]] == [info.class_names[i] for i in proba.argmax(1)]
     assert served["class_names"][0] == b"spam" and served["class_names"][1] == b"ham"
     capsys.readouterr()
     assert run_cli("export", csv_run, "--format", "tflite", "--out", tmp_path / "tfl") == 2

@@ -43,7 +43,12 @@ def test_flips_default_on_for_2d_images_and_off_for_volumes():
 
     task = get_task("medical-segmentation")
     config = task.Config()
-    assert task.augment(config, {"volumes": True}) is None
-    assert callable(task.augment(config, {"volumes": False}))
-    assert callable(task.augment(task.Config(augment=True), {"volumes": True}))
-    assert task.augment(task.Config(augment=False), {"volumes": False}) is None
+
+    def info(volumes):
+        return task.Preprocessing(class_names=["background", "organ"], n_classes=2, volumes=volumes,
+                                  image_size=32, tiled=False, channels=1)
+
+    assert task.augment(config, info(True)) is None
+    assert callable(task.augment(config, info(False)))
+    assert callable(task.augment(task.Config(augment=True), info(True)))
+    assert task.augment(task.Config(augment=False), info(False)) is None

@@ -34,9 +34,9 @@ class CaptionGraph:
     def __init__(self, model, info):
         self.decoder = model.get_layer(DECODER)
         self.encoder = encoder_of(model)
-        self.vocabulary = list(info["vocabulary"])
-        self.max_length = int(info["max_length"])
-        self.size = int(info["image_size"])
+        self.vocabulary = list(info.vocabulary)
+        self.max_length = int(info.max_length)
+        self.size = int(info.image_size)
         self.states = _state_names(self.decoder)
 
     def encode(self, pixels):

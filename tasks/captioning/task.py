@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipelines import imaging
+from pipelines.tokenizer import VocabularyPreprocessing
 from pipelines.config import TrainConfig, option
 from pipelines.errors import UserError
 from pipelines.image_files import is_image_files
@@ -46,10 +47,19 @@ class CaptioningConfig(TrainConfig):
     length_alpha: float = option(1.0, minimum=0, help="beam scores are log-prob / length ** alpha")
 
 
+@dataclass(kw_only=True)
+class CaptioningPreprocessing(VocabularyPreprocessing):
+    image_size: int
+    channels: int
+    max_length: int  # longest caption in words, as trained (decoding stops there)
+    feature_level: str = "auto"  # the pyramid level the decoder attends over
+
+
 @register_task("captioning")
 class Captioning(Task):
     modality = "image"
     Config = CaptioningConfig
+    Preprocessing = CaptioningPreprocessing
     summary = "a sentence per image: CNN encoder + attention GRU/LSTM decoder, greedy and beam search"
     builtin_data = tuple(readers.BUILTIN)
     key_metrics = ("bleu4", "cider", "rouge_l")
@@ -65,24 +75,24 @@ class Captioning(Task):
         notes = [f"vocabulary: {len(vocabulary) - len(vocab.SPECIAL)} words seen {config.min_count}+ "
                  f"times in the training captions cover {vocab.coverage(captions, vocabulary):.1%} of "
                  f"their words"]
-        return {"vocabulary": vocabulary, "image_size": size, "channels": 3,
-                "max_length": int(config.max_length), "feature_level": config.feature_level,
-                "notes": notes}
+        return CaptioningPreprocessing(vocabulary=vocabulary, image_size=size, channels=3,
+                                       max_length=int(config.max_length),
+                                       feature_level=config.feature_level, notes=notes)
 
     def input_shape(self, info):
-        return (info["image_size"], info["image_size"], info["channels"])
+        return (info.image_size, info.image_size, info.channels)
 
     def _images(self, images, info):
         """At the network's size: lazily read files stay lazy (decoded when indexed)."""
         if is_image_files(images):
-            return images.at(info["channels"], info["image_size"])
-        return imaging.resize_batch(np.asarray(images, np.float32), info["image_size"])
+            return images.at(info.channels, info.image_size)
+        return imaging.resize_batch(np.asarray(images, np.float32), info.image_size)
 
     def encode(self, dataset, info):
         """One row per (image, caption): inputs start..last word, targets first word..end. Each
         image is kept once; its captions' rows gather it."""
         rows = np.repeat(np.arange(len(dataset)), [len(refs) for refs in dataset.y])
-        ids = vocab.encode([c for refs in dataset.y for c in refs], info["vocabulary"], info["max_length"])
+        ids = vocab.encode([c for refs in dataset.y for c in refs], info.vocabulary, info.max_length)
         return {"image": Gathered(self._images(dataset.x, info), rows), "tokens": ids[:, :-1]}, ids[:, 1:]
 
     def class_weight(self, y, config):
@@ -90,7 +100,7 @@ class Captioning(Task):
 
     # -- model -------------------------------------------------------------------------------
     def build(self, backbone, info, config):
-        return build_captioner(backbone, len(info["vocabulary"]), level=config.feature_level,
+        return build_captioner(backbone, len(info.vocabulary), level=config.feature_level,
                                feature_dim=config.feature_dim, embedding_dim=config.embedding_dim,
                                units=config.units, attention_units=config.attention_units,
                                rnn=config.rnn, dropout=config.dropout)
@@ -102,7 +112,7 @@ class Captioning(Task):
 
     # -- evaluation --------------------------------------------------------------------------
     def _writer(self, model, info):
-        return CaptionWriter(model, info["vocabulary"], max_length=info["max_length"])
+        return CaptionWriter(model, info.vocabulary, max_length=info.max_length)
 
     def predict_dataset(self, model, dataset, info, config):
         writer = self._writer(model, info)
@@ -138,7 +148,7 @@ class Captioning(Task):
         values, _ = scores.caption_scores(list(test.y), hypotheses)
         return {"name": "nearest_neighbour_retrieval", "metrics": values}
 
-    def tables(self, dataset, outputs, info):
+    def tables(self, dataset, outputs, info, baseline=None):
         import pandas as pd
 
         rows = [{"decoding": name, **{k: round(v, 4) for k, v in s["metrics"].items()}}
@@ -170,7 +180,7 @@ class Captioning(Task):
         width = int(options.get("beam_width", 3))
         if width < 1:
             raise UserError(f"--set beam_width={width}: must be at least 1")
-        images = np.concatenate([imaging.resize_batch(imaging.read_image(p, channels=3)[None], info["image_size"])
+        images = np.concatenate([imaging.resize_batch(imaging.read_image(p, channels=3)[None], info.image_size)
                                  for p in inputs])
         writer = self._writer(model, info)
         decoded = writer.greedy_and_beam(images, width, float(options.get("length_alpha", 1.0)))
@@ -202,7 +212,7 @@ def _grid_shape(model, info):
     from pipelines.backbones import pyramid_outputs
 
     backbone = model.get_layer("backbone")
-    level = feature_level(backbone, info.get("feature_level", "auto"))
+    level = feature_level(backbone, info.feature_level)
     return tuple(int(d) for d in pyramid_outputs(backbone)[level].shape[1:3])
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import augmentation, imaging
-from pipelines.classification_task import ClassificationConfig, ClassificationTask
+from pipelines.classification_task import ClassificationConfig, ClassificationTask, ClassPreprocessing
 from pipelines.config import option
 from pipelines.image_files import baseline_sample, is_image_files
 from pipelines.inputs import tf_dataset
@@ -40,10 +40,19 @@ class ImageClassificationConfig(ClassificationConfig):
     label_column: str = option("label", help="CSV column holding class labels")
 
 
+@dataclass(kw_only=True)
+class ImagePreprocessing(ClassPreprocessing):
+    image_size: int  # square side the network takes
+    channels: int
+    input_scale: float = 255.0  # what the data's pixel values were divided by
+    augment_flip: bool = True  # whether a mirror image keeps its class (decided from the data)
+
+
 @register_task("image-classification")
 class ImageClassification(ClassificationTask):
     modality = "image"
     Config = ImageClassificationConfig
+    Preprocessing = ImagePreprocessing
     summary = "images to classes (digits, photos, medical scans)"
     builtin_data = ("digits",)
 
@@ -58,19 +67,19 @@ class ImageClassification(ClassificationTask):
         flip = config.augment_flip
         if flip is None:
             flip = not train.info.get("mirror_changes_class", False)
-        return {"class_names": list(train.info["class_names"]), "image_size": size,
-                "channels": channels, "input_scale": train.info.get("input_scale", 255.0),
-                "augment_flip": bool(flip)}
+        return ImagePreprocessing(class_names=list(train.info["class_names"]), image_size=size,
+                                  channels=channels, input_scale=train.info.get("input_scale", 255.0),
+                                  augment_flip=bool(flip))
 
     def input_shape(self, info):
-        return (info["image_size"], info["image_size"], info["channels"])
+        return (info.image_size, info.image_size, info.channels)
 
     def preprocess(self, images, info):
         """Images as the network takes them: arrays converted now, files read lazily (decoded
         by tf.data when training, row by row when indexed)."""
         if is_image_files(images):
-            return images.at(info["channels"], info["image_size"])
-        return imaging.resize_batch(imaging.fit_channels(images, info["channels"]), info["image_size"])
+            return images.at(info.channels, info.image_size)
+        return imaging.resize_batch(imaging.fit_channels(images, info.channels), info.image_size)
 
     def encode(self, dataset, info):
         return self.preprocess(dataset.x, info), np.asarray(dataset.y, dtype=np.int32)
@@ -78,7 +87,7 @@ class ImageClassification(ClassificationTask):
     def augment(self, config, info):
         if not config.augment:
             return None
-        shift, flips = config.augment_shift, info.get("augment_flip", config.augment_flip)
+        shift, flips = config.augment_shift, info.augment_flip
 
         def apply(x, y, seed):
             shift_seed, flip_seed = augmentation.split(seed, 2)
@@ -90,7 +99,7 @@ class ImageClassification(ClassificationTask):
         return apply
 
     def build(self, backbone, info, config):
-        return build_classifier(backbone, len(info["class_names"]), pool=config.head_pool,
+        return build_classifier(backbone, len(info.class_names), pool=config.head_pool,
                                 norm=self.head_norm(config), hidden=config.head_hidden,
                                 dropout=config.head_dropout)
 
@@ -120,7 +129,7 @@ class ImageClassification(ClassificationTask):
             x_train, y_train, x_test, y_test, info)
 
     def figures(self, model, dataset, outputs, info, config, baseline=None):
-        names = info["class_names"]
+        names = info.class_names
         images, _ = self.encode(dataset, info)
         y = np.asarray(dataset.y)
         result = self.classification_figures(y, outputs, info, baseline)
@@ -131,7 +140,7 @@ class ImageClassification(ClassificationTask):
     def read_inputs(self, paths, info):
         """Image files as the network takes them: (N, size, size, channels) in [0, 1]."""
         return np.stack([imaging.resize_batch(imaging.fit_channels(
-            imaging.read_image(p)[None], info["channels"]), info["image_size"])[0] for p in paths])
+            imaging.read_image(p)[None], info.channels), info.image_size)[0] for p in paths])
 
     def predict_inputs(self, model, inputs, info, options, out=None):
         records = self.top_classes(model.predict(self.read_inputs(inputs, info), verbose=0), info, options)
@@ -143,7 +152,7 @@ class ImageClassification(ClassificationTask):
 
         from pipelines.serving import Signature
 
-        size, channels = info["image_size"], info["channels"]
+        size, channels = info.image_size, info.channels
 
         def serving_default(image_bytes):
             pixels = imaging.decode_batch_in_graph(image_bytes, channels, size)
@@ -171,7 +180,7 @@ class ImageClassification(ClassificationTask):
 
         from pipelines.serving import Signature
 
-        size, channels = info["image_size"], info["channels"]
+        size, channels = info.image_size, info.channels
         return Signature(function, [tf.TensorSpec([None, size, size, channels], tf.float32, name="pixels")],
                          f"float32 images already {size}x{size}x{channels} in [0, 1] -> class")
 

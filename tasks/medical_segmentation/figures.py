@@ -23,9 +23,9 @@ def dice_distribution(dice, baseline_dice=None, baseline_name=None):
 
 def _display_slice(case, predicted, info):
     """A 2D view: the image itself, or the volume slice with the most foreground."""
-    if not info["volumes"]:
+    if not info.volumes:
         return case.image.mean(axis=-1), case.mask, predicted
-    axis = info["slice_axis"]
+    axis = info.slice_axis
     truth = np.moveaxis(case.mask, axis, 0)
     index = int(np.argmax(truth.reshape(len(truth), -1).sum(axis=1)))
     image = np.moveaxis(case.image, axis, 0)[index].astype(np.float32)
@@ -42,7 +42,7 @@ def overlays(cases, predictions, dice, info):
     for ax, (label, i) in zip(axes, chosen):
         image, truth, predicted = _display_slice(cases[i], predictions[i], info)
         ax.imshow(image, cmap="gray")
-        for c in range(1, info["n_classes"]):
+        for c in range(1, info.n_classes):
             colour = colours[(c - 1) % len(colours)]
             if (truth == c).any():
                 ax.contour(truth == c, levels=[0.5], colors=[colour], linewidths=1.2)
@@ -53,8 +53,8 @@ def overlays(cases, predictions, dice, info):
         ax.axis("off")
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=colours[(c - 1) % len(colours)], label=info["class_names"][c])
-               for c in range(1, info["n_classes"])]
+    handles = [Line2D([], [], color=colours[(c - 1) % len(colours)], label=info.class_names[c])
+               for c in range(1, info.n_classes)]
     handles += [Line2D([], [], color="gray", label="truth"),
                 Line2D([], [], color="gray", ls="--", label="prediction")]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)

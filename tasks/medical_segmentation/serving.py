@@ -74,10 +74,10 @@ def label_slices(network, slices, info):
     """(n, h, w, C) float slices -> (n, h, w) int32 class ids, as predict_case computes them."""
     import tensorflow as tf
 
-    size = info["image_size"]
-    if info.get("tiled"):
+    size = info.image_size
+    if info.tiled:
         proba = tf.map_fn(lambda image: tiled_in_graph(network, image, size), slices,
-                          fn_output_signature=tf.TensorSpec([None, None, info["n_classes"]], tf.float32))
+                          fn_output_signature=tf.TensorSpec([None, None, info.n_classes], tf.float32))
     else:
         proba = network(tf.image.resize(slices, (size, size), method="bilinear"), training=False)
         proba = tf.image.resize(proba, tf.shape(slices)[1:3], method="bilinear")
@@ -88,10 +88,10 @@ def serving_signatures(model, info):
     import tensorflow as tf
 
     signatures = {}
-    if info["volumes"]:
+    if info.volumes:
         signatures["serving_default"] = _volume_signature(model, info)
     else:
-        channels, scale = info["channels"], (255 if info["n_classes"] == 2 else 1)
+        channels, scale = info.channels, (255 if info.n_classes == 2 else 1)
 
         def serving_default(image_bytes):
             def one(data):
@@ -102,13 +102,13 @@ def serving_signatures(model, info):
 
             png, height, width, counts = tf.map_fn(one, image_bytes, fn_output_signature=(
                 tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32),
-                tf.TensorSpec([info["n_classes"] - 1], tf.int32)))
+                tf.TensorSpec([info.n_classes - 1], tf.int32)))
             return {"mask_png": png, "height": height, "width": width, "class_pixels": counts}
 
         signatures["serving_default"] = Signature(
             serving_default, [tf.TensorSpec([None], tf.string, name="image_bytes")],
             "encoded image files -> a PNG mask per image at its own size (binary: 0/255, else class "
-            f"ids) and pixels per foreground class ({', '.join(info['class_names'][1:])})")
+            f"ids) and pixels per foreground class ({', '.join(info.class_names[1:])})")
     signatures["segment_pixels"] = _pixel_signature(model, info)
     return signatures
 
@@ -121,20 +121,20 @@ def _counts(labels, info):
     import tensorflow as tf
 
     flat = tf.reshape(labels, [-1])
-    return tf.math.bincount(flat, minlength=info["n_classes"], maxlength=info["n_classes"],
+    return tf.math.bincount(flat, minlength=info.n_classes, maxlength=info.n_classes,
                             dtype=tf.int32)[1:]
 
 
 def _volume_signature(model, info):
     import tensorflow as tf
 
-    to_slices = SLICE_FIRST[info["slice_axis"]]
+    to_slices = SLICE_FIRST[info.slice_axis]
     back = [int(i) for i in np.argsort(to_slices)]
-    names = tf.constant(list(info["class_names"][1:]))
+    names = tf.constant(list(info.class_names[1:]))
 
     def serving_default(volume, spacing):
-        image = normalize_in_graph(tf.cast(volume, tf.float32), info["normalization"],
-                                   info["intensity_window"])
+        image = normalize_in_graph(tf.cast(volume, tf.float32), info.normalization,
+                                   info.intensity_window)
         labels = label_slices(model, tf.transpose(image, to_slices)[..., None], info)
         labels = tf.transpose(labels, back)
         voxels = _counts(labels, info)
@@ -146,8 +146,8 @@ def _volume_signature(model, info):
         serving_default, [tf.TensorSpec([None, None, None], tf.float32, name="volume"),
                           tf.TensorSpec([3], tf.float32, name="spacing")],
         f"one volume as stored (e.g. a NIfTI's data) and its voxel size in mm -> a label volume of "
-        f"the same shape ({info['normalization']} normalisation, slices along axis "
-        f"{info['slice_axis']}, done in the graph), voxels and mL per foreground class",
+        f"the same shape ({info.normalization} normalisation, slices along axis "
+        f"{info.slice_axis}, done in the graph), voxels and mL per foreground class",
         notes=["TF Serving REST: send it in the columnar form {\"inputs\": {\"volume\": ..., "
                "\"spacing\": [...]}} (one volume per request; there is no batch axis)"])
 
@@ -155,13 +155,13 @@ def _volume_signature(model, info):
 def _pixel_signature(model, info):
     import tensorflow as tf
 
-    size, channels = info["image_size"], info["channels"]
+    size, channels = info.image_size, info.channels
 
     def segment_pixels(pixels):
         proba = model(pixels, training=False)
         return {"mask": tf.cast(tf.argmax(proba, axis=-1), tf.uint8), "probabilities": proba}
 
-    what = "normalised slices" if info["volumes"] else "images in [0, 1]"
+    what = "normalised slices" if info.volumes else "images in [0, 1]"
     return Signature(segment_pixels, [tf.TensorSpec([None, size, size, channels], tf.float32,
                                                     name="pixels")],
                      f"{what} already {size}x{size}x{channels} (the network's own input) -> "

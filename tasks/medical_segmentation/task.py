@@ -5,6 +5,7 @@ side. Training sees 2D slices resized to ``image_size``; evaluation and predicti
 each case at its own size, and metrics are per case in physical units.
 """
 
+import dataclasses
 import functools
 import typing
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pipelines.config import TrainConfig, option
 from pipelines.data import Dataset
 from pipelines.errors import UserError
 from pipelines.inputs import Streamed
+from pipelines.preprocessing import Preprocessing
 from pipelines.tasks import Task, register_task
 from tasks.medical_segmentation import baselines, figures, metrics, readers, tiles, volumes
 from tasks.medical_segmentation.unet import DiceCrossEntropy, build_unet
@@ -63,10 +65,29 @@ class MedicalSegmentationConfig(TrainConfig):
                               "2D images larger than image_size")
 
 
+@dataclass(kw_only=True)
+class SegmentationPreprocessing(Preprocessing):
+    """What the data decided (classes, 2D or 3D, tiling, channels) and how the network's inputs
+    are made from a case (kept with the run: prediction and export rebuild them without the
+    training configuration)."""
+
+    class_names: list
+    n_classes: int
+    volumes: bool  # NIfTI volumes sliced along slice_axis, or 2D images
+    image_size: int
+    tiled: bool  # 2D images larger than image_size: predicted tile by tile at full resolution
+    channels: int
+    slice_axis: int = 2
+    normalization: str = "zscore"
+    intensity_window: typing.Optional[list] = None
+    empty_slice_fraction: float = 0.25
+
+
 @register_task("medical-segmentation")
 class MedicalSegmentation(Task):
     modality = "image"
     Config = MedicalSegmentationConfig
+    Preprocessing = SegmentationPreprocessing
     summary = "masks for organs and lesions: U-Net over a backbone (2D images, NIfTI volumes)"
     builtin_data = tuple(readers.BUILTIN)
     key_metrics = ("dice", "iou", "hd95")
@@ -104,39 +125,39 @@ class MedicalSegmentation(Task):
         size = int(max(config.image_size, min_size))
         larger = np.median([max(c.mask.shape[:2]) for c in cases]) > size
         tiled = config.tiling == "on" or (config.tiling == "auto" and not three_d and larger)
-        return {"class_names": list(names), "n_classes": int(n_classes), "volumes": three_d,
-                "image_size": size, "tiled": bool(tiled),
-                "channels": 1 if three_d else int(cases[0].image.shape[-1]),
-                "slice_axis": int(config.slice_axis), "normalization": config.normalization,
-                "intensity_window": config.intensity_window,
-                "empty_slice_fraction": float(config.empty_slice_fraction)}
+        return SegmentationPreprocessing(
+            class_names=list(names), n_classes=int(n_classes), volumes=three_d, image_size=size,
+            tiled=bool(tiled), channels=1 if three_d else int(cases[0].image.shape[-1]),
+            slice_axis=int(config.slice_axis), normalization=config.normalization,
+            intensity_window=config.intensity_window,
+            empty_slice_fraction=float(config.empty_slice_fraction))
 
     def input_shape(self, info):
-        return (info["image_size"], info["image_size"], info["channels"])
+        return (info.image_size, info.image_size, info.channels)
 
     def case_slices(self, case, info):
         """(images (n, h, w, c), masks (n, h, w)) of one case at its own resolution."""
-        if not info["volumes"]:
+        if not info.volumes:
             return case.image[None], self.mask_slices(case, info)
-        image = volumes.normalize(case.image, method=info["normalization"], window=info["intensity_window"])
-        return volumes.to_slices(image, info["slice_axis"])[..., None], self.mask_slices(case, info)
+        image = volumes.normalize(case.image, method=info.normalization, window=info.intensity_window)
+        return volumes.to_slices(image, info.slice_axis)[..., None], self.mask_slices(case, info)
 
     def mask_slices(self, case, info):
         """The case's masks (n, h, w) as :meth:`case_slices` gives them, without reading its image."""
-        return volumes.to_slices(case.mask, info["slice_axis"]) if info["volumes"] else case.mask[None]
+        return volumes.to_slices(case.mask, info.slice_axis) if info.volumes else case.mask[None]
 
     def resize_images(self, images, info):
         import tensorflow as tf
 
-        size = info["image_size"]
+        size = info.image_size
         return tf.image.resize(np.asarray(images, np.float32), (size, size), method="bilinear").numpy()
 
     def _units(self, slices, info):
         """A case's training units from its slices: the slices, or native-scale tiles covering
         each of them when tiled (``tiled`` is absent from runs made before tiling)."""
-        if not info.get("tiled"):
+        if not info.tiled:
             return slices
-        size = info["image_size"]
+        size = info.image_size
         return np.concatenate([tiles.grid(a, size, size)[0] for a in slices])
 
     def encode(self, dataset, info):
@@ -146,14 +167,14 @@ class MedicalSegmentation(Task):
         cases, keeps = list(dataset.x), []
         for case in cases:
             masks = self._units(self.mask_slices(case, info), info)
-            keep = masks.reshape(len(masks), -1).any(axis=1) | (rng.random(len(masks)) < info["empty_slice_fraction"])
-            if not ((info["volumes"] or info.get("tiled")) and keep.any()):
+            keep = masks.reshape(len(masks), -1).any(axis=1) | (rng.random(len(masks)) < info.empty_slice_fraction)
+            if not ((info.volumes or info.tiled) and keep.any()):
                 keep = np.ones(len(masks), bool)  # 2D images whole; a volume without labels whole
             keeps.append(keep)
-        size = info["image_size"]
+        size = info.image_size
         stream = Streamed(functools.partial(self._examples, cases, keeps, info),
                           counts=np.array([int(k.sum()) for k in keeps]),
-                          x_shape=(size, size, info["channels"]), y_shape=(size, size))
+                          x_shape=(size, size, info.channels), y_shape=(size, size))
         return stream, stream.targets
 
     def _examples(self, cases, keeps, info, index):
@@ -163,15 +184,15 @@ class MedicalSegmentation(Task):
         images, masks = self.case_slices(cases[index], info)
         keep = keeps[index]
         images, masks = self._units(images, info)[keep], self._units(masks, info)[keep]
-        if info.get("tiled"):
+        if info.tiled:
             return images.astype(np.float32), masks.astype(np.int32)
-        size = info["image_size"]
+        size = info.image_size
         return (self.resize_images(images, info),
                 tf.image.resize(masks[..., None].astype(np.float32), (size, size),
                                 method="nearest").numpy()[..., 0].astype(np.int32))
 
     def augment(self, config, info):
-        if not (config.augment if config.augment is not None else not info["volumes"]):
+        if not (config.augment if config.augment is not None else not info.volumes):
             return None
         return augmentation.flip_with_mask
 
@@ -180,14 +201,14 @@ class MedicalSegmentation(Task):
 
     # -- model -------------------------------------------------------------------------------
     def build(self, backbone, info, config):
-        return build_unet(backbone, info["n_classes"], decoder_width=config.decoder_width)
+        return build_unet(backbone, info.n_classes, decoder_width=config.decoder_width)
 
     def loss(self, config, info):
         weights = config.loss_class_weights
-        if weights is not None and len(weights) != info["n_classes"]:
+        if weights is not None and len(weights) != info.n_classes:
             raise UserError(f"--set loss_class_weights: {len(weights)} weights for "
-                            f"{info['n_classes']} classes")
-        return DiceCrossEntropy(info["n_classes"], dice_weight=config.dice_weight,
+                            f"{info.n_classes} classes")
+        return DiceCrossEntropy(info.n_classes, dice_weight=config.dice_weight,
                                 ce_weight=config.ce_weight, class_weights=weights)
 
     # -- evaluation --------------------------------------------------------------------------
@@ -196,16 +217,16 @@ class MedicalSegmentation(Task):
         import tensorflow as tf
 
         images, masks = self.case_slices(case, info)
-        if info.get("tiled"):
+        if info.tiled:
             def predict(batch):
                 return model.predict(batch.astype(np.float32), batch_size=32, verbose=0)
 
-            proba = np.stack([tiles.predict_tiled(predict, image, info["image_size"]) for image in images])
+            proba = np.stack([tiles.predict_tiled(predict, image, info.image_size) for image in images])
         else:
             proba = model.predict(self.resize_images(images, info), batch_size=32, verbose=0)
             proba = tf.image.resize(proba, masks.shape[1:3], method="bilinear").numpy()
         labels = proba.argmax(axis=-1).astype(np.int16)
-        return volumes.from_slices(labels, info["slice_axis"]) if info["volumes"] else labels[0]
+        return volumes.from_slices(labels, info.slice_axis) if info.volumes else labels[0]
 
     def predict_dataset(self, model, dataset, info, config):
         return self.score(dataset, [self.predict_case(model, case, info) for case in dataset.x], info)
@@ -213,7 +234,7 @@ class MedicalSegmentation(Task):
     def score(self, dataset, masks, info):
         """Pair predicted masks with their per-case metrics, computed once for metrics, tables
         and figures (HD95's distance transforms are the costly part)."""
-        classes = range(1, info["n_classes"])
+        classes = range(1, info.n_classes)
         return ScoredMasks(masks, [metrics.case_metrics(case.mask, predicted, classes, case.spacing)
                                    for case, predicted in zip(dataset.x, masks)])
 
@@ -222,26 +243,26 @@ class MedicalSegmentation(Task):
 
     def baseline(self, train, test, info, config, model=None):
         """Otsu per image for binary 2D sets; else the probabilistic atlas of the training masks."""
-        if info["n_classes"] == 2 and not info["volumes"]:
+        if info.n_classes == 2 and not info.volumes:
             bright = baselines.otsu_polarity((c.image.mean(-1) for c in train.x), [c.mask for c in train.x])
             predictions = [baselines.otsu(c.image, bright) for c in test.x]
             name = "otsu_threshold"
         else:
             grid = tuple(int(np.median([c.mask.shape[i] for c in train.x])) for i in range(train.x[0].mask.ndim))
-            atlas = baselines.atlas([_resize_mask(c.mask, grid) for c in train.x], info["n_classes"], grid)
+            atlas = baselines.atlas([_resize_mask(c.mask, grid) for c in train.x], info.n_classes, grid)
             predictions = [baselines.atlas_predict(atlas, c.mask.shape) for c in test.x]
             name = "probabilistic_atlas"
         scored = self.score(test, predictions, info)
         return {"name": name, "metrics": self.metrics(test, scored, info), "scored": scored}
 
-    def tables(self, dataset, outputs, info):
+    def tables(self, dataset, outputs, info, baseline=None):
         import pandas as pd
 
         keys = ("dice", "iou", "hd95")
-        names = info["class_names"]
+        names = info.class_names
         by_class = pd.DataFrame([{"class": names[c], **{k: round(float(np.mean([case[c][k] for case in outputs.per_case])), 4)
                                                      for k in keys}}
-                                 for c in range(1, info["n_classes"])])
+                                 for c in range(1, info.n_classes)])
         by_case = pd.DataFrame([{"case": case.case_id, **{k: round(metrics.class_mean(result, k), 4) for k in keys}}
                                 for case, result in zip(dataset.x, outputs.per_case)]).sort_values("dice")
         unit = "mm" if dataset.x and dataset.x[0].spacing else "pixels"
@@ -270,17 +291,17 @@ class MedicalSegmentation(Task):
             if volumes.is_nifti(path):
                 volume = volumes.read_volume(path)
                 case = readers.Case(volumes.case_id(path), volume.data, np.zeros(volume.data.shape, np.int16))
-                mask = self.predict_case(model, case, {**info, "volumes": True})
+                mask = self.predict_case(model, case, dataclasses.replace(info, volumes=True))
                 written = target / f"{volumes.case_id(path)}_mask.nii.gz"
                 volumes.write_mask(mask, volume, written, runs.write_bytes)
             else:
-                image = imaging.fit_channels(imaging.read_image(path)[None], info["channels"])[0]
+                image = imaging.fit_channels(imaging.read_image(path)[None], info.channels)[0]
                 case = readers.Case(path.stem, image, np.zeros(image.shape[:2], np.int16))
-                mask = self.predict_case(model, case, {**info, "volumes": False})
+                mask = self.predict_case(model, case, dataclasses.replace(info, volumes=False))
                 written = target / f"{path.stem}_mask.png"
-                scale = 255 if info["n_classes"] == 2 else 1  # binary: 0/255; else class ids
+                scale = 255 if info.n_classes == 2 else 1  # binary: 0/255; else class ids
                 runs.write_bytes(written, imaging.to_png(mask.astype(np.float32) * scale / 255.0))
-            counts = {info["class_names"][c]: int((mask == c).sum()) for c in range(1, info["n_classes"])}
+            counts = {info.class_names[c]: int((mask == c).sum()) for c in range(1, info.n_classes)}
             records.append({"input": str(path), "mask": str(written), "shape": list(mask.shape),
                             "voxels": counts})
         return records

@@ -8,7 +8,7 @@ import numpy as np
 
 from pipelines import tokenizer as tokenizing
 from pipelines import word_vectors
-from pipelines.classification_task import ClassificationConfig, ClassificationTask
+from pipelines.classification_task import ClassificationConfig, ClassificationTask, ClassPreprocessing
 from pipelines.config import option
 from pipelines.data import read_text
 from pipelines.errors import UserError
@@ -46,10 +46,19 @@ class TextClassificationConfig(ClassificationConfig):
     explain_examples: int = option(8, minimum=0, help="test messages highlighted in the report")
 
 
+@dataclass(kw_only=True)
+class TextPreprocessing(tokenizing.VocabularyPreprocessing, ClassPreprocessing):
+    tokenizer: str  # "word" or "wordpiece", as the vocabulary was learnt
+    lowercase: bool
+    max_length: int  # tokens per text
+    word_vectors: typing.Optional[dict] = None  # {"dim", "found", "missing", "static"} if used
+
+
 @register_task("text-classification")
 class TextClassification(ClassificationTask):
     modality = "text"
     Config = TextClassificationConfig
+    Preprocessing = TextPreprocessing
     summary = "texts to classes: a CNN over word vectors (Kim 2014)"
     builtin_data = tuple(readers.BUILTIN)
     tflite_unsupported = "the model tokenizes raw strings with tensorflow-text ops, which TFLite lacks"
@@ -60,33 +69,32 @@ class TextClassification(ClassificationTask):
 
     # -- preprocessing -----------------------------------------------------------------------
     def fit_preprocessing(self, train, config, min_size):
-        kind = config.tokenizer
+        kind, lowercase = config.tokenizer, config.lowercase
         if config.backbone_from:  # tokenize as the source did, so its embedding rows match by token
-            source_info = self.load_assets(Path(config.backbone_from) / "assets")
-            kind = source_info.get("tokenizer", "word")
-            config.lowercase = source_info.get("lowercase", True)
+            source = self.Preprocessing.load_assets(Path(config.backbone_from) / "assets")
+            kind, lowercase = source.tokenizer, source.lowercase
         vocabulary = tokenizing.build_vocabulary(train.x, tokenizer=kind, max_size=config.vocabulary_size,
-                                                 min_count=config.min_count, lowercase=config.lowercase)
+                                                 min_count=config.min_count, lowercase=lowercase)
         length = config.max_length
         if not length:
-            probe = tokenizing.TextTokenizer(vocabulary, 1, tokenizer=kind, lowercase=config.lowercase)
+            probe = tokenizing.TextTokenizer(vocabulary, 1, tokenizer=kind, lowercase=lowercase)
             length = tokenizing.fixed_length(tokenizing.token_strings(probe, train.x, clip=False))
-        info = {"class_names": list(train.info["class_names"]), "tokenizer": kind,
-                "lowercase": bool(config.lowercase),
-                "max_length": int(length), "vocabulary": vocabulary, "notes": []}
-        if config.word_vectors:
-            info["word_vectors"] = {"path": str(config.word_vectors),
-                                    "dim": word_vectors.peek_dim(config.word_vectors)}
-        return info
+        vectors = {"dim": word_vectors.peek_dim(config.word_vectors)} if config.word_vectors else None
+        return TextPreprocessing(class_names=list(train.info["class_names"]), tokenizer=kind,
+                                 lowercase=bool(lowercase), max_length=int(length),
+                                 vocabulary=vocabulary, word_vectors=vectors)
 
     def input_shape(self, info):
-        return (info["max_length"],)
+        return (info.max_length,)
 
     def backbone_arguments(self, info, config):
-        arguments = {"vocab_size": len(info["vocabulary"])}
-        if "word_vectors" in info:
-            arguments["embedding_dim"] = info["word_vectors"]["dim"]
+        arguments = {"vocab_size": len(info.vocabulary)}
+        if info.word_vectors:
+            arguments["embedding_dim"] = info.word_vectors["dim"]
         return arguments
+
+    def embedding_tokens(self, info):
+        return info.vocabulary
 
     def encode(self, dataset, info):
         return np.asarray(dataset.x, dtype=object), np.asarray(dataset.y, dtype=np.int32)
@@ -98,22 +106,22 @@ class TextClassification(ClassificationTask):
         from pipelines.backbones.text_cnn import EMBEDDING_LAYER_NAME
         from pipelines.heads import classifier_head, softmax
 
-        if "word_vectors" in info:
-            vectors = word_vectors.load(info["word_vectors"]["path"], info["vocabulary"],
+        if info.word_vectors:
+            vectors = word_vectors.load(config.word_vectors, info.vocabulary,
                                         seed=config.seed)
             embedding = backbone.get_layer(EMBEDDING_LAYER_NAME)
             embedding.set_weights([vectors.matrix])
             embedding.trainable = not config.freeze_word_vectors
-            info["word_vectors"].update(found=vectors.found, missing=vectors.missing,
-                                        static=bool(config.freeze_word_vectors))
-            info["notes"].append(f"Word vectors {vectors.summary()}; "
-                                 f"{'static' if config.freeze_word_vectors else 'fine-tuned'}.")
+            info.word_vectors.update(found=vectors.found, missing=vectors.missing,
+                                     static=bool(config.freeze_word_vectors))
+            info.notes.append(f"Word vectors {vectors.summary()}; "
+                              f"{'static' if config.freeze_word_vectors else 'fine-tuned'}.")
         texts = keras.Input(shape=(), dtype="string", name="text")
-        ids = tokenizing.TextTokenizer(info["vocabulary"], info["max_length"],
-                                       tokenizer=info["tokenizer"], lowercase=info.get("lowercase", True),
+        ids = tokenizing.TextTokenizer(info.vocabulary, info.max_length,
+                                       tokenizer=info.tokenizer, lowercase=info.lowercase,
                                        name=explain.TOKENIZER_LAYER_NAME)(texts)
         sentence = backbone(ids)["sentence"]
-        head = classifier_head(sentence.shape[1:], len(info["class_names"]), norm=self.head_norm(config),
+        head = classifier_head(sentence.shape[1:], len(info.class_names), norm=self.head_norm(config),
                                hidden=config.head_hidden, dropout=config.head_dropout,
                                max_norm=config.head_max_norm)
         return keras.Model(texts, softmax(head(sentence)), name="text_classifier")
@@ -136,11 +144,11 @@ class TextClassification(ClassificationTask):
                                          list(train.x), np.asarray(train.y), list(test.x),
                                          np.asarray(test.y), info)
 
-    def tables(self, dataset, outputs, info):
+    def tables(self, dataset, outputs, info, baseline=None):
         import pandas as pd
 
-        result = super().tables(dataset, outputs, info)
-        names = info["class_names"]
+        result = super().tables(dataset, outputs, info, baseline)
+        names = info.class_names
         y, predicted = np.asarray(dataset.y), outputs.argmax(axis=1)
         wrong = np.flatnonzero(predicted != y)
         wrong = wrong[np.argsort(-outputs[wrong, predicted[wrong]])][:25]
@@ -156,7 +164,7 @@ class TextClassification(ClassificationTask):
         return self.classification_figures(dataset.y, outputs, info, baseline)
 
     def explanations(self, model, dataset, outputs, info, config):
-        names = info["class_names"]
+        names = info.class_names
         found = explain.explain(model, dataset.x, config.backbone, config.backbone_options)
         table = explain.top_ngrams_per_class(found, names, truth=np.asarray(dataset.y))
         chosen = _examples(np.asarray(dataset.y), outputs, config.explain_examples)
@@ -173,8 +181,8 @@ class TextClassification(ClassificationTask):
 
     def report_notes(self, dataset, info):
         notes = super().report_notes(dataset, info)
-        notes.append(f"Tokenizer: {info['tokenizer']}, vocabulary of {len(info['vocabulary']):,} "
-                     f"tokens from the training split, {info['max_length']} tokens per text.")
+        notes.append(f"Tokenizer: {info.tokenizer}, vocabulary of {len(info.vocabulary):,} "
+                     f"tokens from the training split, {info.max_length} tokens per text.")
         return notes
 
     # -- prediction --------------------------------------------------------------------------
