@@ -31,8 +31,39 @@ def lazy_or_loaded(paths, *, size=None, channels=None):
     return imaging.stack_images(paths, size=size, channels=channels)
 
 
+class LazyRows:
+    """The array face of lazily read files, for a frozen dataclass with ``paths``, a ``shape``
+    and ``_decode(path) -> float32 pixels``: length, size in memory, row selection, indexing
+    and loading. :func:`pipelines.inputs.tf_dataset` streams it through ``graph_decoder()``."""
+
+    dtype = np.dtype(np.float32)  # what indexing returns
+
+    def __len__(self):
+        return len(self.paths)
+
+    @property
+    def nbytes(self):
+        """What the decoded float32 pixels would take in memory."""
+        return int(np.prod(self.shape, dtype=np.int64)) * 4
+
+    def take(self, indices):
+        return replace(self, paths=self.paths[np.asarray(indices, dtype=int)])
+
+    def __getitem__(self, key):
+        """Decoded float32 pixels: (H, W, C) for an integer, (n, H, W, C) for a slice or indices."""
+        if isinstance(key, (int, np.integer)):
+            return self._decode(self.paths[key])
+        rows = self.paths[key]
+        if len(rows) == 0:
+            return np.zeros((0,) + self.shape[1:], np.float32)
+        return np.stack([self._decode(p) for p in rows])
+
+    def load(self):
+        return self[np.arange(len(self))]
+
+
 @dataclass(frozen=True)
-class ImageFiles:
+class ImageFiles(LazyRows):
     paths: np.ndarray  # str, one per image
     height: int  # the reader's common geometry (after its own resize and channel choice)
     width: int
@@ -65,41 +96,15 @@ class ImageFiles:
         height, width = (resize, resize) if resize else (next(iter(shapes)) if shapes else (1, 1))
         return cls(np.asarray([str(p) for p in paths]), height, width, source_channels, resize)
 
-    # -- an array's face ---------------------------------------------------------------------
-    dtype = np.dtype(np.float32)  # what indexing returns
-
-    def __len__(self):
-        return len(self.paths)
-
     @property
     def shape(self):
         if self.size:
             return (len(self), self.size, self.size, self.channels or self.source_channels)
         return (len(self), self.height, self.width, self.channels or self.source_channels)
 
-    @property
-    def nbytes(self):
-        """What the decoded float32 pixels would take in memory."""
-        return int(np.prod(self.shape, dtype=np.int64)) * 4
-
-    def take(self, indices):
-        return replace(self, paths=self.paths[np.asarray(indices, dtype=int)])
-
     def at(self, channels, size):
         """The same files as the network takes them: ``channels`` and a square ``size``."""
         return replace(self, channels=channels, size=size)
-
-    def __getitem__(self, key):
-        """Decoded float32 pixels: (H, W, C) for an integer, (n, H, W, C) for a slice or indices."""
-        if isinstance(key, (int, np.integer)):
-            return self._decode(self.paths[key])
-        rows = self.paths[key]
-        if len(rows) == 0:
-            return np.zeros((0,) + self.shape[1:], np.float32)
-        return np.stack([self._decode(p) for p in rows])
-
-    def load(self):
-        return self[np.arange(len(self))]
 
     def _decode(self, path):
         image = imaging.fit_channels(imaging.read_image(path)[None], self.source_channels)
