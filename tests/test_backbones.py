@@ -11,7 +11,8 @@ from pipelines.errors import UserError
 from tasks.image_classification.head import build_classifier
 
 TINY = {"basic_cnn": {"widths": [4, 8, 8]}, "vgg_small": {"width": 0.125},
-        "resnet18": {"width": 0.0625}, "mobilenet_v2": {"width": 0.25}, "efficientnet_b0": {}}
+        "resnet18": {"width": 0.0625}, "mobilenet_v2": {"width": 0.25}, "efficientnet_b0": {},
+        "pilotnet": {"width": 0.25}}
 IMAGE_BACKBONES = [e.name for e in BACKBONES.entries() if e.meta["modality"] == "image"]
 
 
