@@ -175,19 +175,22 @@ def cmd_backbones(args):
     from pipelines.backbones import BACKBONES, count_params
     from pipelines.backbones.text_cnn import DEFAULT_VOCABULARY
 
-    print(f"{'name':<18}{'modality':<10}{'params':>12}  {'min size':<9}note")
+    print(f"{'name':<18}{'modality':<10}{'dims':<6}{'params':>12}  {'min size':<9}note")
     for entry in BACKBONES.entries():
         if args.modality and entry.meta["modality"] != args.modality:
             continue
+        dims = entry.meta.get("spatial_dims")
         if entry.meta["modality"] == "image":
             size = max(args.input_size, entry.meta.get("min_size", 1))
-            params = count_params(entry.name, (size, size, 3))
+            params = count_params(entry.name, (size, size, 3) if dims == 2 else (size, size, size, 1))
         else:
             params = count_params(entry.name, (None,))
-        print(f"{entry.name:<18}{entry.meta['modality']:<10}{params:>12,}  "
+        print(f"{entry.name:<18}{entry.meta['modality']:<10}{dims or '-'!s:<6}{params:>12,}  "
               f"{entry.meta.get('min_size', '-')!s:<9}{entry.meta.get('note', '')}")
     if args.modality != "text":
-        print(f"(image parameters counted for {args.input_size}x{args.input_size}x3 input)")
+        size = args.input_size
+        print(f"(image parameters counted for {size}x{size}x3 images and {size}x{size}x{size}x1 "
+              f"volumes)")
     if args.modality != "image":
         print(f"(text parameters counted for a {DEFAULT_VOCABULARY:,}-token vocabulary; the "
               f"embedding table grows with the run's vocabulary)")

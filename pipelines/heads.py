@@ -7,6 +7,8 @@ layer, so explanations (Grad-CAM for images, n-gram contributions for text) can 
 import keras
 from keras import layers
 
+from pipelines.backbones.spatial import layer
+
 HEAD_LAYER_NAME = "head"
 PROBABILITIES_LAYER_NAME = "probabilities"
 
@@ -24,10 +26,8 @@ def classifier_head(features_shape, n_classes, *, pool=None, norm=False, hidden=
     inputs = keras.Input(tuple(features_shape), name="features")
     x = inputs
     if pool:
-        rank = len(features_shape) - 1
-        pools = {("avg", 1): layers.GlobalAveragePooling1D, ("max", 1): layers.GlobalMaxPooling1D,
-                 ("avg", 2): layers.GlobalAveragePooling2D, ("max", 2): layers.GlobalMaxPooling2D}
-        x = pools[(pool, rank)](name=f"global_{pool}_pool")(x)
+        kind = {"avg": "global_average_pool", "max": "global_max_pool"}[pool]
+        x = layer(kind, len(features_shape) - 1)(name=f"global_{pool}_pool")(x)
     if norm:
         # momentum 0.9: with few labels a head sees few steps, and Keras' 0.99 would leave the
         # moving statistics far from the data's at inference (as in basic_cnn)

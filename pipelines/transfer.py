@@ -3,7 +3,10 @@
 Weights are copied layer by layer by name, so another input size works unchanged (convolution
 kernels are size-free) and a grayscale <-> RGB change adapts the first convolution (kernels summed
 over RGB, or replicated / 3). A text task with its own vocabulary takes the source's embedding
-row of every token both vocabularies share. Any other shape mismatch names the layer.
+row of every token both vocabularies share. A 2D backbone starts its 3D twin (the registry entry
+says which it ``inflates``): each 2D kernel is repeated along depth and divided by the depth, as
+I3D inflates ImageNet networks (Carreira & Zisserman 2017), so a volume of identical slices gets
+the 2D response. Any other shape mismatch names the layer.
 """
 
 import dataclasses
@@ -25,7 +28,7 @@ META_FILE = "backbone.json"
 def backbone_meta(config, input_shape, run_dir=None, arguments=None):
     entry = BACKBONES.entry(config.backbone)
     return {"name": config.backbone, "modality": entry.meta["modality"],
-            "input_shape": list(input_shape),
+            "spatial_dims": entry.meta["spatial_dims"], "input_shape": list(input_shape),
             "options": builder_options(config, arguments),
             "run_dir": str(run_dir) if run_dir else None}
 
@@ -130,6 +133,9 @@ def resolve_source(config, modality):
                         f"from {source.lineage.get('task') or 'an unknown task'}); this task needs "
                         f"{_a(modality)} backbone")
     BACKBONES.entry(meta["name"])  # a name this version does not know is an error, not a crash
+    if BACKBONES.entry(config.backbone).meta.get("inflates") == meta["name"]:
+        config.backbone_options = dict(meta.get("options") or {})  # the 3D twin of the source
+        return source
     if config.backbone not in (type(config)().backbone, meta["name"]):
         raise UserError(f"{source.flag}: that holds {_a(meta['name'])} backbone, but --backbone asks "
                         f"for {config.backbone}; leave --backbone out to reuse {meta['name']}")
@@ -156,6 +162,9 @@ def build_backbone(config, input_shape, source=None, arguments=None, vocabulary=
     rows = _vocabulary_rows(source.vocabulary, vocabulary)
     copy_weights(built, target, where=source.flag, rows=rows)
     origin = dict(source.lineage)
+    if source.meta["name"] != config.backbone:
+        origin["inflated"] = {"from": source.meta["name"], "to": config.backbone,
+                              "how": "2D kernels repeated along depth / depth (I3D)"}
     if rows is not None:
         origin["vocabulary"] = {"matched": int(len(rows[0])), "new": int(len(vocabulary) - len(rows[0]))}
     return target, origin
@@ -207,18 +216,28 @@ def copy_weights(source, target, *, where, rows=None):
                 mapped[mine] = have[theirs]
                 have = mapped
             elif have.shape != want.shape:
-                have = _adapt_channels(have, want.shape, layer.name, where)
+                if have.ndim + 1 == want.ndim and have.shape[:-2] == want.shape[1:-2]:
+                    have = inflate(have, want.shape[0])
+                if have.shape != want.shape:
+                    have = _adapt_channels(have, want.shape, layer.name, where)
             values.append(have)
         layer.set_weights(values)
 
 
+def inflate(kernel, depth):
+    """A 2D conv kernel (kh, kw, c_in, c_out) as a 3D one (depth, kh, kw, c_in, c_out): repeated
+    along depth and divided by it, so a volume of identical slices gets the 2D response."""
+    return np.repeat(kernel[None], depth, axis=0) / float(depth)
+
+
 def _adapt_channels(kernel, shape, name, where):
-    """A conv kernel (kh, kw, c_in, c_out) from 3 channels to 1 (sum) or 1 to 3 (replicate / 3)."""
-    if kernel.ndim == 4 and kernel.shape[:2] == shape[:2] and kernel.shape[3] == shape[3]:
-        if kernel.shape[2] == 3 and shape[2] == 1:
-            return kernel.sum(axis=2, keepdims=True)
-        if kernel.shape[2] == 1 and shape[2] == 3:
-            return np.repeat(kernel, 3, axis=2) / 3.0
+    """A conv kernel (..., c_in, c_out) from 3 channels to 1 (sum) or 1 to 3 (replicate / 3)."""
+    if kernel.ndim in (4, 5) and kernel.ndim == len(shape) and kernel.shape[:-2] == tuple(shape[:-2]) \
+            and kernel.shape[-1] == shape[-1]:
+        if kernel.shape[-2] == 3 and shape[-2] == 1:
+            return kernel.sum(axis=-2, keepdims=True)
+        if kernel.shape[-2] == 1 and shape[-2] == 3:
+            return np.repeat(kernel, 3, axis=-2) / 3.0
     raise UserError(f"{where}: layer {name!r} has shape {kernel.shape} in the source backbone but "
                     f"{tuple(shape)} here")
 

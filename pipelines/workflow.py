@@ -12,6 +12,7 @@ from pathlib import Path
 from pipelines import config as config_lib
 from pipelines import distribute, evaluation, reports, runs, training, transfer
 from pipelines.backbones import BACKBONES
+from pipelines.backbones.base import check_input
 from pipelines.data import Splits, make_splits
 from pipelines.errors import UserError
 from pipelines.inputs import tf_dataset
@@ -96,6 +97,7 @@ def _prepare(task_name, *, config, resume, quiet, run_id):
     dataset, splits = _load_split_data(task, config, run_dir, resume)
     train_set, val_set, test_set = (dataset.subset(s) for s in (splits.train, splits.val, splits.test))
     info = task.fit_preprocessing(train_set, config, _min_size(config))
+    check_input(config.backbone, task.input_shape(info))  # a misfit is refused before the run exists
     run_dir = _place_run(placement, config.output, task.name, run_dir, run_id)
     return _Training(task, config, placement, source, dataset, splits, train_set, val_set, test_set,
                      info, run_dir, bool(resume), quiet or not placement.is_chief)

@@ -12,12 +12,18 @@ from tasks.image_classification.head import build_classifier
 
 TINY = {"basic_cnn": {"widths": [4, 8, 8]}, "vgg_small": {"width": 0.125},
         "resnet18": {"width": 0.0625}, "mobilenet_v2": {"width": 0.25}, "efficientnet_b0": {},
-        "pilotnet": {"width": 0.25}}
-IMAGE_BACKBONES = [e.name for e in BACKBONES.entries() if e.meta["modality"] == "image"]
+        "pilotnet": {"width": 0.25}, "basic_cnn3d": {"widths": [4, 8, 8]},
+        "resnet18_3d": {"width": 0.0625}}
+IMAGE_BACKBONES = [e.name for e in BACKBONES.entries()
+                   if e.meta["modality"] == "image" and e.meta["spatial_dims"] == 2]
+VOLUME_BACKBONES = [e.name for e in BACKBONES.entries()
+                    if e.meta["modality"] == "image" and e.meta["spatial_dims"] == 3]
 
 
 def test_every_image_backbone_has_tiny_settings():
-    assert set(IMAGE_BACKBONES) == set(TINY), "add tiny options for the new backbone to TINY"
+    assert set(IMAGE_BACKBONES + VOLUME_BACKBONES) == set(TINY), \
+        "add tiny options for the new backbone to TINY"
+    assert {"basic_cnn3d", "resnet18_3d"} <= set(VOLUME_BACKBONES)
 
 
 @pytest.mark.parametrize("name", IMAGE_BACKBONES)
@@ -39,7 +45,7 @@ def test_backbone_trains_one_epoch_with_documented_strides(name, size, channels)
 
 
 def test_too_small_input_is_a_user_error():
-    with pytest.raises(UserError, match="at least 32x32"):
+    with pytest.raises(UserError, match="at least 32 along every axis, got 8x8"):
         create_backbone("resnet18", (8, 8, 1))
 
 
@@ -57,3 +63,47 @@ def test_task_default_backbone_options_apply_to_the_default_backbone_only():
     assert builder_options(MedicalSegmentationConfig(backbone="resnet18")) == {}
     chosen = MedicalSegmentationConfig(backbone="resnet18", backbone_options={"width": 16})
     assert builder_options(chosen, {"extra": 1}) == {"width": 16, "extra": 1}
+
+
+@pytest.mark.parametrize("name", VOLUME_BACKBONES)
+def test_volume_backbone_trains_one_epoch_with_strides_on_every_axis(name):
+    keras.utils.set_random_seed(0)
+    shape = (16, 24, 20, 1)  # depth thinner than height and width, as CT crops are
+    backbone = create_backbone(name, shape, **TINY[name])
+    levels = pyramid_outputs(backbone)
+    assert list(levels)[0] == "P1" and len(levels) >= 3
+    for level, tensor in levels.items():
+        stride = 2 ** int(level[1:])
+        assert tuple(tensor.shape[1:4]) == tuple(math.ceil(s / stride) for s in shape[:3]), level
+    model = build_classifier(backbone, 2)  # global pooling over depth, height and width
+    model.compile("adam", loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).random((6,) + shape, dtype=np.float32)
+    history = model.fit(x, np.arange(6) % 2, epochs=1, batch_size=3, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_images_and_volumes_meet_only_backbones_of_their_dimensions():
+    with pytest.raises(UserError, match="takes volumes .* use a 2D backbone for images"):
+        create_backbone("basic_cnn3d", (32, 32, 1))
+    with pytest.raises(UserError, match="use a 3D backbone for volumes"):
+        create_backbone("basic_cnn", (16, 32, 32, 1))
+    with pytest.raises(UserError, match="at least 16 along every axis, got 8x32x32"):
+        create_backbone("resnet18_3d", (8, 32, 32, 1))
+
+
+def test_a_2d_backbone_inflated_into_its_3d_twin_answers_identical_slices_as_in_2d():
+    """I3D inflation: each kernel repeated along depth / depth, so away from the depth borders
+    (zero padding) a volume of identical slices gives the 2D feature map on every slice."""
+    from pipelines.transfer import copy_weights
+
+    keras.utils.set_random_seed(0)
+    flat = create_backbone("basic_cnn", (16, 16, 3), widths=[4, 8], convs_per_stage=1)
+    deep = create_backbone("basic_cnn3d", (8, 16, 16, 1), widths=[4, 8], convs_per_stage=1)
+    copy_weights(flat, deep, where="test")  # and RGB -> one channel (kernels summed)
+    image = np.random.default_rng(1).random((1, 16, 16, 1), dtype=np.float32)
+    first = "stage1_relu1"
+    response_2d = keras.Model(flat.input, flat.get_layer(first).output)(np.repeat(image, 3, -1)).numpy()
+    volume = np.repeat(image[:, None], 8, axis=1)
+    response_3d = keras.Model(deep.input, deep.get_layer(first).output)(volume).numpy()
+    for depth in range(1, 7):  # slices 0 and 7 see the zero padding
+        np.testing.assert_allclose(response_3d[:, depth], response_2d, rtol=1e-5, atol=1e-5)

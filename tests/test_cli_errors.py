@@ -89,3 +89,10 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
     # one line: TensorFlow's own start-up lines (CUDA probe, absl) are held back
     (line,) = result.stderr.splitlines()
     assert line.startswith("cnn-tasks: error: ") and "missing: no such file or folder" in line
+
+
+def test_a_volume_backbone_for_images_is_refused_before_a_run_exists(capsys, out):
+    assert run_cli("train", "image-classification", "--backbone", "basic_cnn3d", "--output", out,
+                   "--epochs", 1) == 2
+    assert "takes volumes" in _one_error_line(capsys)
+    assert not out.exists()

@@ -179,3 +179,20 @@ def test_the_report_names_the_source_run_with_rounded_metrics():
     (line,) = [text for name, text in _context(task, config, "d", Splits, origin) if name == "Backbone from"]
     assert line == ("runs/image-classification/r1 (task image-classification, data builtin:digits, "
                     "test accuracy 0.9877, roc_auc None)")
+
+
+def test_a_2d_run_starts_its_3d_twin_and_the_lineage_says_inflated(digits_run):
+    """--backbone-from a 2D run with --backbone basic_cnn3d: the source's options are adopted,
+    its kernels inflated, and the lineage records it."""
+    from pipelines import transfer
+    from pipelines.tasks import get_task
+
+    config = get_task("image-classification").Config(backbone="basic_cnn3d", backbone_from=str(digits_run))
+    source = transfer.resolve_source(config, "image")
+    assert config.backbone == "basic_cnn3d" and config.backbone_options == source.meta["options"]
+    backbone, origin = transfer.build_backbone(config, (8, 16, 16, 1), source)
+    assert origin["inflated"]["from"] == "basic_cnn" and origin["inflated"]["to"] == "basic_cnn3d"
+    assert origin["run_dir"] == str(digits_run)
+    kernel = backbone.get_layer("stage1_conv1").get_weights()[0]
+    assert kernel.shape[:3] == (3, 3, 3)
+    np.testing.assert_allclose(kernel[0], kernel[2])  # the same 2D kernel at every depth

@@ -1,8 +1,10 @@
 """The pyramid contract every image backbone honours (after KerasHub's ``pyramid_outputs``).
 
 A backbone is a plain functional ``keras.Model`` named ``"backbone"`` whose output is a dict of
-feature maps by level: ``{"P1": ..., "P2": ..., ...}``. Level ``Pk`` has stride ``2**k``: for an
-input of H x W its spatial size is ``ceil(H / 2**k) x ceil(W / 2**k)``. Backbones expose as many
+feature maps by level: ``{"P1": ..., "P2": ..., ...}``. Level ``Pk`` has stride ``2**k`` along
+every spatial axis: for an input of H x W its spatial size is ``ceil(H / 2**k) x ceil(W / 2**k)``,
+and for a volume of D x H x W also ``ceil(D / 2**k)`` in depth. The registry entry says whether a
+backbone takes images (``spatial_dims=2``, input H x W x C) or volumes (3, input D x H x W x C). Backbones expose as many
 levels as their depth gives (``basic_cnn`` with three stages: P1..P3; ``resnet18``: P1..P5).
 
 Heads tap the dict: classifiers pool the deepest level, the captioning encoder attends over P4 or
@@ -24,14 +26,18 @@ BACKBONES = Registry("backbone")
 BACKBONE_LAYER_NAME = "backbone"
 
 
-def register_backbone(name, *, modality, min_size=1, note="", **meta):
+def register_backbone(name, *, modality, min_size=1, note="", spatial_dims=None, **meta):
     """Decorator registering a builder ``fn(input_shape, **options) -> keras.Model``.
 
     ``modality`` is ``"image"`` (pyramid contract above) or ``"text"`` (see
-    :mod:`pipelines.backbones.text_cnn`); extra ``meta`` (e.g. a text backbone's ``spans``) is kept
-    on the registry entry.
+    :mod:`pipelines.backbones.text_cnn`); ``spatial_dims`` is 2 (images, the default for the
+    image modality) or 3 (volumes); ``min_size`` applies to every spatial axis. Extra ``meta``
+    (a text backbone's ``spans``, the 2D backbone a 3D one ``inflates``) is kept on the entry.
     """
-    return BACKBONES.register(name, modality=modality, min_size=min_size, note=note, **meta)
+    if modality == "image":
+        spatial_dims = spatial_dims or 2
+    return BACKBONES.register(name, modality=modality, min_size=min_size, note=note,
+                              spatial_dims=spatial_dims, **meta)
 
 
 def make_backbone(inputs, pyramid, *, name=BACKBONE_LAYER_NAME):
@@ -55,37 +61,51 @@ def deepest_level(backbone):
 
 
 def validate_pyramid(backbone):
-    """Raise ValueError unless every level Pk has spatial size ceil(size / 2**k)."""
-    height, width = backbone.input_shape[1:3]
+    """Raise ValueError unless every level Pk has spatial size ceil(size / 2**k) on every axis
+    (images and volumes alike; a text backbone's sequence levels are not checked)."""
+    spatial = tuple(backbone.input_shape[1:-1])
     for level, tensor in pyramid_outputs(backbone).items():
         if not (level.startswith("P") and level[1:].isdigit()):
             raise ValueError(f"pyramid level names must be P1..P5, got {level!r}")
-        if len(tensor.shape) != 4:
+        if len(tensor.shape) != len(spatial) + 2 or len(spatial) < 2:
             continue
         stride = 2 ** int(level[1:])
-        expected = (math.ceil(height / stride) if height else None,
-                    math.ceil(width / stride) if width else None)
-        if height and tuple(tensor.shape[1:3]) != expected:
+        expected = tuple(math.ceil(size / stride) if size else None for size in spatial)
+        if all(spatial) and tuple(tensor.shape[1:-1]) != expected:
             raise ValueError(f"{backbone.name}: level {level} has spatial shape "
-                             f"{tuple(tensor.shape[1:3])}, expected {expected} (stride {stride})")
+                             f"{tuple(tensor.shape[1:-1])}, expected {expected} (stride {stride})")
 
 
 def create_backbone(name, input_shape, **options):
     """Build a registered backbone for ``input_shape``; bad names or options raise UserError."""
-    entry = BACKBONES.entry(name)
-    min_size = entry.meta.get("min_size", 1)
-    if entry.meta["modality"] == "image":
-        if len(input_shape) != 3 or input_shape[-1] not in (1, 3):
-            raise UserError(f"backbone {name!r} needs (height, width, 1 or 3) input, got {input_shape}")
-        if min(input_shape[:2]) < min_size:
-            raise UserError(f"backbone {name!r} needs inputs of at least {min_size}x{min_size}, "
-                            f"got {input_shape[0]}x{input_shape[1]}; set image_size")
+    entry = check_input(name, input_shape)
     try:
         return entry.obj(tuple(input_shape), **options)
     except TypeError as error:
         if "argument" in str(error):
             raise UserError(f"backbone {name!r}: bad backbone_options ({error})") from None
         raise
+
+
+def check_input(name, input_shape):
+    """The registry entry of ``name``, if it takes ``input_shape`` (images for 2D backbones,
+    volumes for 3D ones, at least ``min_size`` along every axis); else a UserError, raised
+    before any run directory is made."""
+    entry = BACKBONES.entry(name)
+    min_size = entry.meta.get("min_size", 1)
+    if entry.meta["modality"] == "image":
+        dims = entry.meta["spatial_dims"]
+        if dims == 3 and len(input_shape) != 4:
+            raise UserError(f"backbone {name!r} takes volumes (depth, height, width, channels); this "
+                            f"input is {tuple(input_shape)}: use a 2D backbone for images")
+        if dims == 2 and (len(input_shape) != 3 or input_shape[-1] not in (1, 3)):
+            hint = "; use a 3D backbone for volumes" if len(input_shape) == 4 else ""
+            raise UserError(f"backbone {name!r} needs (height, width, 1 or 3) input, got "
+                            f"{tuple(input_shape)}{hint}")
+        if min(input_shape[:-1]) < min_size:
+            raise UserError(f"backbone {name!r} needs inputs of at least {min_size} along every axis, "
+                            f"got {'x'.join(str(s) for s in input_shape[:-1])}; set image_size")
+    return entry
 
 
 def count_params(name, input_shape):

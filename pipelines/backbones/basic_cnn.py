@@ -1,15 +1,17 @@
-"""The textbook convolutional stacks: conv 3x3 + ReLU, then 2x2 pooling with stride 2, per stage."""
+"""The textbook convolutional stacks: conv 3x3 + ReLU, then 2x2 pooling with stride 2, per stage;
+in 2D for images and 3D for volumes (conv 3x3x3, pooling 2x2x2), written once."""
 
 import keras
 from keras import layers
 
 from pipelines.backbones.base import make_backbone, register_backbone
+from pipelines.backbones.spatial import layer, spatial_dims_of
 
 
 def conv_stage(x, width, convs, *, batch_norm, name):
+    conv = layer("conv", spatial_dims_of(x.shape[1:]))
     for i in range(convs):
-        x = layers.Conv2D(width, 3, padding="same", use_bias=not batch_norm,
-                          name=f"{name}_conv{i + 1}")(x)
+        x = conv(width, 3, padding="same", use_bias=not batch_norm, name=f"{name}_conv{i + 1}")(x)
         if batch_norm:
             # momentum 0.9: moving statistics keep up on small datasets (Keras' 0.99 lags for
             # hundreds of steps, and validation collapses to one class meanwhile).
@@ -19,7 +21,7 @@ def conv_stage(x, width, convs, *, batch_norm, name):
 
 
 def pool(x, kind, name):
-    pooling = layers.MaxPooling2D if kind == "max" else layers.AveragePooling2D
+    pooling = layer("max_pool" if kind == "max" else "average_pool", spatial_dims_of(x.shape[1:]))
     return pooling(2, strides=2, padding="same", name=name)(x)
 
 
@@ -27,7 +29,8 @@ def pool(x, kind, name):
                    note="[conv3x3-ReLU]xN + 2x2 pool per stage; widths/depth/pool configurable")
 def basic_cnn(input_shape, widths=(32, 64, 128), convs_per_stage=2, pool_type="max",
               batch_norm=False):
-    """The classic LeNet/VGG-style stack; ``pool_type`` is ``"max"`` or ``"average"``."""
+    """The classic LeNet/VGG-style stack; ``pool_type`` is ``"max"`` or ``"average"``. The input's
+    rank decides 2D or 3D (``basic_cnn3d`` below is the same function)."""
     if pool_type not in ("max", "average"):
         raise TypeError(f"pool_type argument must be 'max' or 'average', got {pool_type!r}")
     inputs = keras.Input(input_shape, name="image")
@@ -50,3 +53,7 @@ def vgg_small(input_shape, width=1.0, widths=(32, 64, 128, 256), convs_per_stage
         x = pool(x, "max", name=f"stage{k}_pool")
         pyramid[f"P{k}"] = x
     return make_backbone(inputs, pyramid)
+
+
+register_backbone("basic_cnn3d", modality="image", spatial_dims=3, min_size=8, inflates="basic_cnn",
+                  note="basic_cnn on volumes: [conv3x3x3-ReLU]xN + 2x2x2 pool per stage")(basic_cnn)
