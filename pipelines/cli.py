@@ -111,7 +111,8 @@ def build_parser():
 
     p = verbs.add_parser("runs", help="saved runs with their key metrics and backbone lineage")
     p.add_argument("task", nargs="?", metavar="TASK")
-    p.add_argument("--root", default="saved_models", metavar="DIR")
+    p.add_argument("--output", "--root", dest="root", default="saved_models", metavar="DIR",
+                   help="root folder of the runs, as train --output (--root is kept as an alias)")
     return parser
 
 

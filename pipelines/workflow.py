@@ -65,13 +65,37 @@ def train(task_name, *, config=None, resume=None, quiet=False, echo=print, run_i
     """Train a task end to end and return the run directory (None on a non-chief worker, which
     trains its share and leaves the run directory to the chief)."""
     state = _prepare(task_name, config=config, resume=resume, quiet=quiet, run_id=run_id)
-    model, fitted, meta, origin = _build_and_fit(state, echo)
-    if not state.placement.is_chief:
+    try:
+        model, fitted, meta, origin = _build_and_fit(state, echo)
+        if not state.placement.is_chief:
+            import shutil
+
+            shutil.rmtree(state.run_dir, ignore_errors=True)  # the worker's temporary folder
+            return None
+        return _save_and_report(state, model, fitted, meta, origin, echo)
+    except BaseException as error:  # the run says how it ended, then the error goes on up
+        _mark_ended(state, error)
+        raise
+
+
+def _mark_ended(state, error):
+    """A run that did not finish is "interrupted" (Ctrl-C: resumable) or "failed" with the
+    reason, so `runs` never shows a dead run as training. Bad input found before the first
+    epoch leaves no run directory at all."""
+    if not state.placement.is_chief or not state.run_dir.is_dir():
+        return
+    progress = ("checkpoints", "backup", training.HISTORY_FILE, "model.keras")
+    if isinstance(error, UserError) and not state.resumed and \
+            not any((state.run_dir / name).exists() for name in progress):
         import shutil
 
-        shutil.rmtree(state.run_dir, ignore_errors=True)  # the worker's temporary folder
-        return None
-    return _save_and_report(state, model, fitted, meta, origin, echo)
+        shutil.rmtree(state.run_dir, ignore_errors=True)  # refused before any training: nothing to keep
+        return
+    if isinstance(error, KeyboardInterrupt):
+        runs.set_status(state.run_dir, "interrupted", resume=f"cnn-tasks train --resume {state.run_dir}")
+    else:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        runs.set_status(state.run_dir, "failed", reason=f"{type(error).__name__}: {reason}"[:500])
 
 
 def _prepare(task_name, *, config, resume, quiet, run_id):

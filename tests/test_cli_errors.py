@@ -96,3 +96,54 @@ def test_a_volume_backbone_for_images_is_refused_before_a_run_exists(capsys, out
                    "--epochs", 1) == 2
     assert "takes volumes" in _one_error_line(capsys)
     assert not out.exists()
+
+
+def test_npz_with_nan_images_is_refused_before_any_run(capsys, out, tmp_path):
+    x = np.random.default_rng(0).random((12, 8, 8)).astype(np.float32)
+    x[3, 2, 2] = np.nan
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(12) % 2)
+    assert run_cli("train", "image-classification", "--data", tmp_path / "d.npz", "--output", out) == 2
+    assert "d.npz: the images hold 1 NaN or infinite value(s)" in _one_error_line(capsys)
+    assert not out.exists()
+
+
+def test_bad_input_found_after_the_run_folder_exists_leaves_no_folder(capsys, out):
+    """A bad backbone option is only found when the backbone is built, after the run directory
+    was made: nothing trained, so nothing is kept."""
+    assert run_cli("train", "image-classification", "--output", out, "--epochs", 1,
+                   "--set", "backbone_options.depth=3") == 2
+    assert "bad backbone_options" in _one_error_line(capsys)
+    task_folder = out / "image-classification"
+    assert not task_folder.exists() or not any(task_folder.iterdir())
+
+
+def test_a_crash_marks_the_run_failed_with_its_reason(out, monkeypatch):
+    from pipelines import runs, training
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(training, "fit", crash)
+    with pytest.raises(RuntimeError):
+        run_cli("train", "image-classification", "--output", out, "--epochs", 1, "--quiet")
+    (run_dir,) = (out / "image-classification").iterdir()
+    status = runs.read_json(run_dir / runs.STATUS_FILE)
+    assert status["state"] == "failed" and status["reason"] == "RuntimeError: disk on fire"
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_names_the_resume_command(out, monkeypatch, capsys):
+    from pipelines import runs, training
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "fit", interrupt)
+    assert run_cli("train", "image-classification", "--output", out, "--epochs", 1, "--quiet") == 130
+    (run_dir,) = (out / "image-classification").iterdir()
+    status = runs.read_json(run_dir / runs.STATUS_FILE)
+    assert status["state"] == "interrupted" and status["resume"].endswith(f"--resume {run_dir}")
+
+
+def test_runs_takes_output_like_train(out, capsys):
+    assert run_cli("runs", "--output", out) == 0
+    assert f"no runs under {out}" in capsys.readouterr().out

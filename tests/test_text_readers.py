@@ -120,3 +120,25 @@ def test_bad_tokenizer_and_word_vectors_options(capsys, out, tmp_path):
 def test_unknown_builtin(capsys, out):
     assert _train("--data", "builtin:imdb", "--output", out) == 2
     assert "builtin:sms_spam" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize("separator", ["\u0085", "\u2028", "\u2029", "\x0c"])
+def test_unicode_line_separators_inside_a_field_are_text(tmp_path, separator):
+    """str.splitlines() breaks at these; CSV does not, so a scraped review keeps its label."""
+    rows = ROWS + [(f"a great film{separator}really", "ham")]
+    data = readers.load(str(_csv(tmp_path / "a.csv", rows)))
+    assert len(data) == 5 and data.x[-1] == f"a great film{separator}really"
+
+
+def test_unicode_line_separators_inside_a_caption_are_text(tmp_path):
+    from tasks.captioning.readers import read_captions_txt
+
+    from conftest import write_png
+
+    for name in ("a.png", "b.png"):
+        write_png(tmp_path / name, [[0, 255], [255, 0]])
+    path = tmp_path / "captions.txt"
+    path.write_text("image,caption\na.png,a dog\u0085running\nb.png,a cat\n", encoding="utf-8")
+    pairs, _ = read_captions_txt(path)
+    assert [len(captions) for _, captions in pairs.values()] == [1, 1]
+    assert pairs["a.png"][1] == ["a dog\u0085running"]

@@ -8,6 +8,7 @@ lazily, see :mod:`pipelines.image_files`) and
 """
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -121,7 +122,7 @@ def read_captions_txt(path):
     except UnicodeDecodeError as error:
         line = path.read_bytes()[:error.start].count(b"\n") + 1
         raise UserError(f"{path}, line {line}: not valid UTF-8") from None
-    rows = list(csv.reader(text.splitlines()))
+    rows = list(csv.reader(io.StringIO(text, newline="")))  # not splitlines(): U+0085 is text
     if not rows or not any(rows):
         raise UserError(f"{path}: the caption file is empty")
     header = [c.strip().lower() for c in rows[0]]

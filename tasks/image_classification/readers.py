@@ -145,6 +145,10 @@ def load_npz(path):
                             f"{', '.join(sorted(keys)) or 'none'} (expected x and y, or MedMNIST "
                             f"train_images/train_labels/...)")
         x, y, given, kind = arrays["x"], np.asarray(arrays["y"]).reshape(-1), None, "x/y arrays"
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        bad = int(np.count_nonzero(~np.isfinite(x)))
+        raise UserError(f"{path}: the images hold {bad:,} NaN or infinite value(s); clean the array "
+                        f"before training")
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4 or x.shape[-1] not in (1, 3) or len(x) != len(y):

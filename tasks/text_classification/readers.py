@@ -6,6 +6,7 @@ counted in ``notes`` (the report shows them); decoding problems name the file an
 """
 
 import csv
+import io
 import sys
 from pathlib import Path
 
@@ -59,7 +60,9 @@ def read_rows(path, *, text_column, label_column, delimiter=None, encoding="utf-
     """[(line, text, label, split or None)], and the number of rows dropped for empty text."""
     text = read_text(path, encoding)
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    reader = csv.DictReader(text.splitlines(keepends=True),
+    # csv over the raw text (newline=""): str.splitlines() would also break at U+0085, U+2028,
+    # U+2029 and form feeds, which are text inside a field, not line ends
+    reader = csv.DictReader(io.StringIO(text, newline=""),
                             delimiter=sniff_delimiter(path, text, delimiter))
     require_columns(path, reader.fieldnames, (text_column, label_column),
                     "set text_column/label_column with --set, or the delimiter with "
