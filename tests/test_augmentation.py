@@ -106,3 +106,20 @@ def test_evaluation_data_is_never_augmented():
 
     dataset = tf_dataset(images, np.arange(10), batch_size=4, training=False, augment=broken)
     assert np.array_equal(_epochs(dataset, 1)[0], images)
+
+
+def test_flip_with_mask_draws_each_axis_on_its_own():
+    """Up-down and left-right flips from split seeds: all four outcomes occur (one shared seed
+    gave only the identity or a 180-degree turn, never a single flip)."""
+    import tensorflow as tf
+
+    image = np.arange(12, dtype=np.float32).reshape(1, 3, 4, 1).repeat(400, axis=0)
+    mask = np.arange(12, dtype=np.int32).reshape(1, 3, 4).repeat(400, axis=0)
+    flipped, _ = augmentation.flip_with_mask(tf.constant(image), tf.constant(mask), tf.constant([5, 6], tf.int64))
+    flipped = flipped.numpy()[..., 0]
+    base = image[0, ..., 0]
+    outcomes = {"identity": base, "up-down": base[::-1], "left-right": base[:, ::-1],
+                "both": base[::-1, ::-1]}
+    counts = {name: int(sum(np.array_equal(f, o) for f in flipped)) for name, o in outcomes.items()}
+    assert sum(counts.values()) == 400
+    assert all(70 <= n <= 130 for n in counts.values()), counts

@@ -119,6 +119,27 @@ def test_nifti_volumes_train_and_predicted_masks_keep_shape_and_affine(tmp_path,
     written = nib.load(record["mask"])
     assert written.shape == (12, 14, 10)
     np.testing.assert_allclose(written.affine, affine)
+    # --out naming a file is that file (one input), never a folder of that name
+    assert run_cli("predict", run_dir, scan, "--out", tmp_path / "mask.nii.gz") == 0
+    assert (tmp_path / "mask.nii.gz").is_file()
+    np.testing.assert_array_equal(nib.load(tmp_path / "mask.nii.gz").get_fdata(), written.get_fdata())
+    capsys.readouterr()
+    second = data / "imagesTr" / "case_001.nii.gz"
+    assert run_cli("predict", run_dir, scan, second, "--out", tmp_path / "two.nii.gz") == 2
+    assert "names one file, but 2 inputs were given" in capsys.readouterr().err
+    assert run_cli("predict", run_dir, scan, "--out", tmp_path / "mask.png") == 2
+    assert "is written as .nii or .nii.gz" in capsys.readouterr().err
+    assert not (tmp_path / "two.nii.gz").exists() and not (tmp_path / "mask.png").exists()
+    # evaluate --data validates labels as train does: 7 is not one of the run's classes
+    other, _ = _msd(tmp_path / "other", n=3)
+    label_file = other / "labelsTr" / "case_001.nii.gz"
+    label = nib.load(label_file)
+    broken = np.asarray(label.dataobj).copy()
+    broken[0, 0, 0] = 7
+    nib.save(nib.Nifti1Image(broken, label.affine), str(label_file))
+    assert run_cli("evaluate", run_dir, "--data", other) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "label value 7 is not among the run's classes 0..2" in err[0], err
 
 
 @pytest.fixture

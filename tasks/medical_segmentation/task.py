@@ -132,6 +132,19 @@ class MedicalSegmentation(Task):
             intensity_window=config.intensity_window,
             empty_slice_fraction=float(config.empty_slice_fraction))
 
+    def align(self, dataset, info):
+        """Another dataset scored by a trained run (``evaluate --data``) must use its classes: a
+        label the run does not know is refused, as training refuses one beyond n_classes."""
+        for case in dataset.x:
+            high = int(case.mask.max()) if case.mask.size else 0
+            if high >= info.n_classes or (case.mask.size and int(case.mask.min()) < 0):
+                raise UserError(f"case {case.case_id} ({case.source}), its mask: label value {high} is not among the "
+                                f"run's classes 0..{info.n_classes - 1} ({', '.join(info.class_names)})")
+            if info.volumes != (case.mask.ndim == 3):
+                kind = "NIfTI volumes" if info.volumes else "2D images"
+                raise UserError(f"{case.source or case.case_id}: the run was trained on {kind}")
+        return dataset
+
     def input_shape(self, info):
         return (info.image_size, info.image_size, info.channels)
 
@@ -285,6 +298,7 @@ class MedicalSegmentation(Task):
         from pipelines import imaging, runs
 
         target = Path(out) if out else Path("predictions")
+        single = _single_output_file(target, inputs)
         records = []
         for item in inputs:
             path = Path(item)
@@ -292,13 +306,13 @@ class MedicalSegmentation(Task):
                 volume = volumes.read_volume(path)
                 case = readers.Case(volumes.case_id(path), volume.data, np.zeros(volume.data.shape, np.int16))
                 mask = self.predict_case(model, case, dataclasses.replace(info, volumes=True))
-                written = target / f"{volumes.case_id(path)}_mask.nii.gz"
+                written = single or target / f"{volumes.case_id(path)}_mask.nii.gz"
                 volumes.write_mask(mask, volume, written, runs.write_bytes)
             else:
                 image = imaging.fit_channels(imaging.read_image(path)[None], info.channels)[0]
                 case = readers.Case(path.stem, image, np.zeros(image.shape[:2], np.int16))
                 mask = self.predict_case(model, case, dataclasses.replace(info, volumes=False))
-                written = target / f"{path.stem}_mask.png"
+                written = single or target / f"{path.stem}_mask.png"
                 scale = 255 if info.n_classes == 2 else 1  # binary: 0/255; else class ids
                 runs.write_bytes(written, imaging.to_png(mask.astype(np.float32) * scale / 255.0))
             counts = {info.class_names[c]: int((mask == c).sum()) for c in range(1, info.n_classes)}
@@ -325,3 +339,24 @@ def _resize_mask(mask, shape):
     from skimage.transform import resize
 
     return resize(mask, shape, order=0, preserve_range=True, anti_aliasing=False).astype(np.int16)
+
+
+MASK_SUFFIXES = {"nifti": (".nii", ".nii.gz"), "image": (".png",)}
+
+
+def _single_output_file(out, inputs):
+    """``--out`` naming a file (a mask suffix) is that file, for one input of the matching kind;
+    otherwise None (a folder). A file name for several inputs, or of the wrong kind, is refused
+    before anything is predicted."""
+    name = out.name.lower()
+    kind = next((k for k, suffixes in MASK_SUFFIXES.items() if name.endswith(suffixes)), None)
+    if kind is None:
+        return None
+    if len(inputs) != 1:
+        raise UserError(f"--out {out}: names one file, but {len(inputs)} inputs were given; give a "
+                        f"folder for their masks")
+    given = "nifti" if volumes.is_nifti(Path(inputs[0])) else "image"
+    if given != kind:
+        wanted = " or ".join(MASK_SUFFIXES[given])
+        raise UserError(f"--out {out}: the mask of {Path(inputs[0]).name} is written as {wanted}")
+    return out
