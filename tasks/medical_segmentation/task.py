@@ -138,8 +138,9 @@ class MedicalSegmentation(Task):
         for case in dataset.x:
             high = int(case.mask.max()) if case.mask.size else 0
             if high >= info.n_classes or (case.mask.size and int(case.mask.min()) < 0):
-                raise UserError(f"case {case.case_id} ({case.source}), its mask: label value {high} is not among the "
-                                f"run's classes 0..{info.n_classes - 1} ({', '.join(info.class_names)})")
+                raise UserError(f"case {case.case_id} ({case.source}), its mask: label value {high} "
+                                f"is not among the run's classes 0..{info.n_classes - 1} "
+                                f"({', '.join(info.class_names)})")
             if info.volumes != (case.mask.ndim == 3):
                 kind = "NIfTI volumes" if info.volumes else "2D images"
                 raise UserError(f"{case.source or case.case_id}: the run was trained on {kind}")
