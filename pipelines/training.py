@@ -54,10 +54,10 @@ class PeriodicBackupAndRestore(keras.callbacks.BackupAndRestore):
         self._last_save = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        self._current_epoch = epoch + 1
-        self._last_batch_seen = 0
+        # the parent's public hook records the epoch and saves (save_freq="epoch"); skipping it
+        # skips that epoch's backup, and the next call records the epoch afresh
         if time.perf_counter() - self._last_save >= self.interval_s:
-            self._save_model()
+            super().on_epoch_end(epoch, logs)
             self._last_save = time.perf_counter()
 
 
@@ -107,6 +107,8 @@ def _trim_history(run_dir, keep_epochs):
 
 
 def _restored_epoch(run_dir, phase):
+    """The epoch BackupAndRestore will resume from: the one its training_metadata.json records
+    (a file format Keras does not document; setup.cfg pins the Keras versions tested)."""
     import json
 
     meta = Path(run_dir) / "backup" / phase / "training_metadata.json"
