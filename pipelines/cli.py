@@ -47,40 +47,47 @@ def _positive_float(text):
 
 
 def build_parser():
-    parser = _Parser(prog="cnn-tasks", description="Convolutional networks for four jobs: "
-                     "image classification, captioning, text classification, medical segmentation.")
+    parser = _Parser(prog="cnn-tasks", description="Convolutional networks on one backbone registry "
+                     f"and one train/evaluate pipeline, for: {', '.join(task_names())}.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
     p = verbs.add_parser("tasks", help="the tasks, their default data and backbone")
     p.add_argument("--options", metavar="TASK", help="list every configuration key of TASK")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
     p = verbs.add_parser("backbones", help="the backbone registry")
     p.add_argument("--modality", choices=("image", "text"))
     p.add_argument("--input-size", type=_positive_int, default=32,
                    help="image size used to count parameters (default 32)")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
     p = verbs.add_parser("train", help="train, then evaluate on the held-out test split")
     p.add_argument("task", nargs="?", metavar="TASK", help=" | ".join(task_names()))
-    p.add_argument("--data", help="a path, or builtin:NAME")
-    p.add_argument("--backbone")
-    p.add_argument("--backbone-from", metavar="RUN_DIR")
-    p.add_argument("--backbone-weights", metavar="FILE")
-    p.add_argument("--freeze-backbone", action="store_true", default=None)
-    p.add_argument("--fine-tune-epochs", type=_non_negative_int, metavar="N")
-    p.add_argument("--epochs", type=_positive_int, metavar="N")
-    p.add_argument("--batch-size", type=_positive_int, metavar="N")
-    p.add_argument("--learning-rate", type=_positive_float, metavar="LR")
-    p.add_argument("--seed", type=int, metavar="N")
-    p.add_argument("--config", metavar="FILE.toml")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--output", metavar="DIR")
-    p.add_argument("--resume", metavar="RUN_DIR")
+    p.add_argument("--data", help="dataset: a path, or builtin:NAME (default: the task's own)")
+    p.add_argument("--backbone", help=_help("backbone"))
+    p.add_argument("--backbone-from", metavar="RUN_DIR", help=_help("backbone_from"))
+    p.add_argument("--backbone-weights", metavar="FILE", help=_help("backbone_weights"))
+    p.add_argument("--freeze-backbone", action="store_true", default=None,
+                   help=_help("freeze_backbone"))
+    p.add_argument("--fine-tune-epochs", type=_non_negative_int, metavar="N",
+                   help=_help("fine_tune_epochs"))
+    p.add_argument("--epochs", type=_positive_int, metavar="N", help=_help("epochs"))
+    p.add_argument("--batch-size", type=_positive_int, metavar="N", help=_help("batch_size"))
+    p.add_argument("--learning-rate", type=_positive_float, metavar="LR", help=_help("learning_rate"))
+    p.add_argument("--seed", type=int, metavar="N", help=_help("seed"))
+    p.add_argument("--config", metavar="FILE.toml", help="configuration file (below --set and flags)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any configuration key (cnn-tasks tasks --options TASK lists them)")
+    p.add_argument("--output", metavar="DIR", help=_help("output"))
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     p.add_argument("--strategy", choices=STRATEGIES,
                    help="tf.distribute strategy; multi-worker reads TF_CONFIG (docs/scaling.md)")
     p.add_argument("--run-id", metavar="ID", help="name the run directory (default: a new UTC "
                    "time + hex id; a cluster's workers take the chief's)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="print only the run directory")
+    p.add_argument("--json", action="store_true",
+                   help="quiet, then the run's metrics.json document on stdout")
 
     p = verbs.add_parser("evaluate", help="evaluate a saved run")
     p.add_argument("run_dir", metavar="RUN_DIR")
@@ -103,6 +110,7 @@ def build_parser():
                    help="version folder for TF Serving (default 1); an existing one is refused")
     p.add_argument("--quantize", default="none", choices=QUANTIZATIONS,
                    help="TFLite weight quantisation")
+    p.add_argument("--json", action="store_true", help="the export's metadata.json on stdout")
 
     p = verbs.add_parser("export-backbone", help="copy a run's backbone to a .weights.h5 file "
                          "(+ .json) for --backbone-weights")
@@ -113,7 +121,20 @@ def build_parser():
     p.add_argument("task", nargs="?", metavar="TASK")
     p.add_argument("--output", "--root", dest="root", default="saved_models", metavar="DIR",
                    help="root folder of the runs, as train --output (--root is kept as an alias)")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     return parser
+
+
+def _help(key):
+    """A train flag's help: the configuration field's own line (one source for both), and for
+    the keys tasks set their own defaults for, where to read them."""
+    from dataclasses import fields
+
+    from pipelines.config import TrainConfig
+
+    text = next(f.metadata.get("help", "") for f in fields(TrainConfig) if f.name == key)
+    per_task = key in ("backbone", "epochs", "batch_size", "learning_rate")
+    return f"{text} (default per task: tasks --options TASK)" if per_task else text
 
 
 def _version():
@@ -162,32 +183,53 @@ def cmd_tasks(args):
 
     if args.options:
         task = get_task(args.options)
-        for name, type_name, default, help_text in config_lib.describe(task.Config):
+        described = config_lib.describe(task.Config)
+        if args.json:
+            print(json.dumps([{"key": name, "type": type_name, "default": default, "help": help_text}
+                              for name, type_name, default, help_text in described], default=str))
+            return
+        for name, type_name, default, help_text in described:
             print(f"{name:<26}{type_name:<10}{default!s:<18}{help_text}")
         return
-    print(f"{'task':<24}{'default data':<22}{'backbone':<14}summary")
+    rows = []
     for name in task_names():
         task = get_task(name)
         cfg = task.Config()
-        print(f"{name:<24}{cfg.data:<22}{cfg.backbone:<14}{task.summary}")
+        rows.append({"task": name, "default_data": cfg.data, "backbone": cfg.backbone,
+                     "summary": task.summary, "key_metrics": list(task.key_metrics),
+                     "lower_is_better": list(task.lower_is_better)})
+    if args.json:
+        print(json.dumps(rows))
+        return
+    print(f"{'task':<24}{'default data':<22}{'backbone':<14}summary")
+    for row in rows:
+        print(f"{row['task']:<24}{row['default_data']:<22}{row['backbone']:<14}{row['summary']}")
 
 
 def cmd_backbones(args):
     from pipelines.backbones import BACKBONES, count_params
     from pipelines.backbones.text_cnn import DEFAULT_VOCABULARY
 
-    print(f"{'name':<18}{'modality':<10}{'dims':<6}{'params':>12}  {'min size':<9}note")
+    rows = []
     for entry in BACKBONES.entries():
         if args.modality and entry.meta["modality"] != args.modality:
             continue
         dims = entry.meta.get("spatial_dims")
         if entry.meta["modality"] == "image":
             size = max(args.input_size, entry.meta.get("min_size", 1))
-            params = count_params(entry.name, (size, size, 3) if dims == 2 else (size, size, size, 1))
+            shape = (size, size, 3) if dims == 2 else (size, size, size, 1)
         else:
-            params = count_params(entry.name, (None,))
-        print(f"{entry.name:<18}{entry.meta['modality']:<10}{dims or '-'!s:<6}{params:>12,}  "
-              f"{entry.meta.get('min_size', '-')!s:<9}{entry.meta.get('note', '')}")
+            shape = (None,)
+        rows.append({"name": entry.name, "modality": entry.meta["modality"], "spatial_dims": dims,
+                     "params": count_params(entry.name, shape), "counted_for": list(shape),
+                     "min_size": entry.meta.get("min_size"), "note": entry.meta.get("note", "")})
+    if args.json:
+        print(json.dumps(rows))
+        return
+    print(f"{'name':<18}{'modality':<10}{'dims':<6}{'params':>12}  {'min size':<9}note")
+    for row in rows:
+        print(f"{row['name']:<18}{row['modality']:<10}{row['spatial_dims'] or '-'!s:<6}"
+              f"{row['params']:>12,}  {row['min_size'] or '-'!s:<9}{row['note']}")
     if args.modality != "text":
         size = args.input_size
         print(f"(image parameters counted for {size}x{size}x3 images and {size}x{size}x{size}x1 "
@@ -207,7 +249,8 @@ def cmd_train(args):
         if args.task or args.config or args.set or args.run_id:
             raise UserError("--resume RUN_DIR continues a run with its saved configuration; "
                             "give no TASK, --config, --set or --run-id with it")
-        workflow.train(None, resume=args.resume, quiet=args.quiet)
+        _print_document(workflow.train(None, resume=args.resume, quiet=args.quiet or args.json,
+                                       echo=_echo(args)), args)
         return
     if not args.task:
         raise UserError(f"train needs a TASK: {', '.join(task_names())}")
@@ -219,7 +262,20 @@ def cmd_train(args):
              "output": args.output, "strategy": args.strategy}
     config = workflow.resolve_config(task, toml=args.config, sets=config_lib.parse_set(args.set),
                                      flags=flags)
-    workflow.train(task.name, config=config, quiet=args.quiet, run_id=args.run_id)
+    _print_document(workflow.train(task.name, config=config, quiet=args.quiet or args.json,
+                                   run_id=args.run_id, echo=_echo(args)), args)
+
+
+def _echo(args):
+    """Where train's lines go: stdout, or stderr when stdout carries the --json document."""
+    return (lambda line: print(line, file=sys.stderr)) if args.json else print
+
+
+def _print_document(run_dir, args):
+    if args.json and run_dir is not None:  # a non-chief worker has no run directory to show
+        from pipelines import runs
+
+        print(json.dumps(runs.read_json(run_dir / runs.METRICS_FILE)))
 
 
 def cmd_evaluate(args):
@@ -241,8 +297,15 @@ def cmd_predict(args):
 def cmd_export(args):
     from pipelines import workflow
 
-    print(workflow.export(args.run_dir, args.format, args.out, version=args.version,
-                          quantize=args.quantize))
+    written = workflow.export(args.run_dir, args.format, args.out, version=args.version,
+                              quantize=args.quantize)
+    if args.json:
+        from pipelines import runs
+
+        metadata = runs.read_json(written.parent / "metadata.json")
+        print(json.dumps({"path": str(written), "metadata": metadata}))
+    else:
+        print(written)
 
 
 def cmd_export_backbone(args):
@@ -259,6 +322,12 @@ def cmd_runs(args):
     from pipelines.tasks import get_task
 
     rows = runs.list_runs(args.root, args.task)
+    if args.json:
+        print(json.dumps([{"task": row["task"], "run_dir": str(row["run_dir"]), "state": row["state"],
+                           "metrics": row["metrics"] or None,
+                           "backbone_chain": [str(p) for p in runs.backbone_chain(row["run_dir"])]}
+                          for row in rows]))
+        return
     if not rows:
         print(f"no runs under {args.root}" + (f"/{args.task}" if args.task else ""))
         return

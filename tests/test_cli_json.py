@@ -1,0 +1,47 @@
+"""--json on every listing verb and on train/export: one JSON document on stdout, nothing else."""
+
+import json
+
+from conftest import run_cli
+
+
+def _document(capsys):
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1, out  # only the document: progress goes to stderr
+    return json.loads(out[0])
+
+
+def test_tasks_and_their_options_as_json(capsys):
+    from pipelines.tasks import task_names
+
+    assert run_cli("tasks", "--json") == 0
+    rows = _document(capsys)
+    assert [r["task"] for r in rows] == list(task_names())
+    steering = next(r for r in rows if r["task"] == "steering")
+    assert steering["lower_is_better"] == ["rmse", "mae"] and steering["backbone"] == "pilotnet"
+    assert run_cli("tasks", "--options", "steering", "--json") == 0
+    keys = {row["key"]: row for row in _document(capsys)}
+    assert keys["side_camera_correction"]["default"] == 0.2 and keys["epochs"]["help"]
+
+
+def test_backbones_as_json(capsys):
+    assert run_cli("backbones", "--json", "--modality", "image", "--input-size", "16") == 0
+    rows = {r["name"]: r for r in _document(capsys)}
+    assert rows["basic_cnn3d"]["spatial_dims"] == 3 and rows["basic_cnn3d"]["counted_for"] == [16, 16, 16, 1]
+    assert rows["basic_cnn"]["spatial_dims"] == 2 and rows["basic_cnn"]["params"] > 0
+
+
+def test_train_runs_and_export_as_json(tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert run_cli("train", "image-classification", "--epochs", 1, "--output", out, "--json",
+                   "--set", "backbone_options.widths=[4,8,8]") == 0
+    document = _document(capsys)
+    assert document["task"] == "image-classification" and "accuracy" in document["metrics"]
+    run_dir = document["run_dir"]
+    assert run_cli("runs", "--output", out, "--json") == 0
+    (row,) = _document(capsys)
+    assert row["run_dir"] == run_dir and row["state"] == "finished"
+    assert row["metrics"]["metrics"] == document["metrics"]
+    assert run_cli("export", run_dir, "--format", "saved_model", "--out", tmp_path / "sm", "--json") == 0
+    exported = _document(capsys)
+    assert exported["path"] == str(tmp_path / "sm" / "1") and exported["metadata"]["task"] == "image-classification"
