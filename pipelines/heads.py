@@ -7,6 +7,7 @@ layer, so explanations (Grad-CAM for images, n-gram contributions for text) can 
 import keras
 from keras import layers
 
+from pipelines.backbones import deepest_level, pyramid_outputs
 from pipelines.backbones.spatial import layer
 
 HEAD_LAYER_NAME = "head"
@@ -43,3 +44,13 @@ def classifier_head(features_shape, n_classes, *, pool=None, norm=False, hidden=
 
 def softmax(logits):
     return layers.Activation("softmax", name=PROBABILITIES_LAYER_NAME, dtype="float32")(logits)
+
+
+def build_classifier(backbone, n_classes, *, pool="avg", norm=False, hidden=0, dropout=0.3):
+    """inputs -> backbone -> deepest level -> head (global pool, [norm], logits) -> softmax; for
+    images and volumes alike (every classifier of an image-modality backbone)."""
+    level = deepest_level(backbone)
+    head = classifier_head(pyramid_outputs(backbone)[level].shape[1:], n_classes, pool=pool,
+                           norm=norm, hidden=hidden, dropout=dropout)
+    inputs = keras.Input(backbone.input_shape[1:], name="image")
+    return keras.Model(inputs, softmax(head(backbone(inputs)[level])), name="image_classifier")

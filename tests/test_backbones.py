@@ -8,7 +8,7 @@ import pytest
 
 from pipelines.backbones import BACKBONES, create_backbone, pyramid_outputs
 from pipelines.errors import UserError
-from tasks.image_classification.head import build_classifier
+from pipelines.heads import build_classifier
 
 TINY = {"basic_cnn": {"widths": [4, 8, 8]}, "vgg_small": {"width": 0.125},
         "resnet18": {"width": 0.0625}, "mobilenet_v2": {"width": 0.25}, "efficientnet_b0": {},

@@ -13,7 +13,7 @@ from pipelines.image_files import baseline_sample, is_image_files
 from pipelines.inputs import tf_dataset
 from pipelines.tasks import register_task
 from tasks.image_classification import figures, readers
-from tasks.image_classification.head import build_classifier
+from pipelines.heads import build_classifier
 
 
 @dataclass
