@@ -69,6 +69,49 @@ def require_columns(path, columns, needed, hint):
                         f"{', '.join(columns or []) or 'none'} ({hint})")
 
 
+@dataclass
+class ManifestRow:
+    line: int  # in the file, for messages
+    file: Path  # resolved, inside the manifest's folder, existing
+    value: str  # the label (or target) column, stripped and non-empty
+    split: str  # "train" / "val" / "test", or None
+    row: dict  # every column, for a task's own extras
+
+
+def manifest_rows(path, *, path_column="path", value_column="label", hint="", what="file"):
+    """The rows of a ``path,VALUE[,split]`` CSV (TSV by suffix) manifest: each path relative to
+    the manifest and never outside its folder, the file present, the value non-empty, the split
+    one of train/val/test. Every problem is a UserError naming the file and line."""
+    import csv
+    import io
+
+    path = Path(path)
+    root = path.parent.resolve()
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""), delimiter=delimiter)
+    require_columns(path, reader.fieldnames, (path_column, value_column), hint)
+    rows = [(reader.line_num, row) for row in reader]
+    if not rows:
+        raise UserError(f"{path}: the manifest has no rows")
+    parsed = []
+    for line, row in rows:
+        if None in row:
+            raise UserError(f"{path}:{line}: more fields than the header's {len(reader.fieldnames)}")
+        raw, value = (row.get(path_column) or "").strip(), (row.get(value_column) or "").strip()
+        if not raw or not value:
+            raise UserError(f"{path}:{line}: empty {path_column} or {value_column}")
+        file = (root / raw).resolve()
+        if not file.is_relative_to(root):
+            raise UserError(f"{path}:{line}: {raw} points outside the dataset folder {root}")
+        if not file.is_file():
+            raise UserError(f"{path}:{line}: {what} {raw} not found")
+        split = (row.get("split") or "").strip().lower()
+        if split and split not in SPLIT_NAMES:
+            raise UserError(f"{path}:{line}: split must be train, val or test, got {split!r}")
+        parsed.append(ManifestRow(line, file, value, split or None, row))
+    return parsed
+
+
 def require_two_classes(labels, class_names, where):
     if len(set(np.asarray(labels).tolist())) < 2:
         raise UserError(f"{where}: only one class ({class_names[0] if class_names else '?'}); "

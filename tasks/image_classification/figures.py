@@ -1,41 +1,17 @@
 """Image-classification figures: Grad-CAM heat maps and the most confident mistakes."""
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from pipelines import plots
-from pipelines.backbones import BACKBONE_LAYER_NAME, pyramid_outputs
-from pipelines.heads import HEAD_LAYER_NAME
-
-
-def gradcam_level(backbone):
-    """The deepest pyramid level with more than one pixel (a 1x1 map cannot localise)."""
-    levels = sorted(pyramid_outputs(backbone), key=lambda k: int(k[1:]))
-    spatial = [k for k in levels if max(pyramid_outputs(backbone)[k].shape[1:3]) > 1]
-    return (spatial or levels)[-1], levels[-1]
+from pipelines.gradcam import class_activation_maps, normalise_each
 
 
 def gradcam(model, images, classes):
-    """Grad-CAM (Selvaraju et al. 2017) maps in [0, 1] at image resolution, and the level used."""
-    backbone = model.get_layer(BACKBONE_LAYER_NAME)
-    head = model.get_layer(HEAD_LAYER_NAME)
-    level, deepest = gradcam_level(backbone)
-    outputs = pyramid_outputs(backbone)
-    to_level = keras.Model(backbone.input, outputs[level])
-    tail = None if level == deepest else keras.Model(outputs[level], outputs[deepest])
-    x = tf.convert_to_tensor(images, tf.float32)
-    with tf.GradientTape() as tape:
-        features = to_level(x, training=False)
-        tape.watch(features)
-        logits = head(tail(features, training=False) if tail else features, training=False)
-        score = tf.gather(logits, tf.convert_to_tensor(classes), batch_dims=1)
-    grads = tape.gradient(score, features)
-    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-    cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1, keepdims=True))
-    cam = tf.image.resize(cam, images.shape[1:3], method="bilinear")[..., 0].numpy()
-    peak = cam.reshape(len(cam), -1).max(axis=1).reshape(-1, 1, 1)
-    return np.where(peak > 0, cam / np.maximum(peak, 1e-12), 0.0), level
+    """Grad-CAM maps in [0, 1] at image resolution, and the level used."""
+    cams, level = class_activation_maps(model, images, classes)
+    cams = tf.image.resize(cams[..., None], images.shape[1:3], method="bilinear")[..., 0].numpy()
+    return normalise_each(cams), level
 
 
 def spread_over_classes(y_true, count):

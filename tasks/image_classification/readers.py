@@ -6,14 +6,12 @@ such an array) and ``y`` integer class ids, with ``info["class_names"]``. Splits
 (``train/``+``test/`` folders, a ``split`` column, MedMNIST-style arrays) are kept.
 """
 
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
 
 from pipelines import imaging
-from pipelines.data import (SPLIT_NAMES, Dataset, builtin_name, given_splits, read_text, require_columns,
+from pipelines.data import (SPLIT_NAMES, Dataset, builtin_name, given_splits, manifest_rows,
                             require_two_classes)
 from pipelines.errors import UserError
 from pipelines.image_files import lazy_or_loaded
@@ -88,38 +86,16 @@ def load_folder(root, *, image_size=None, channels=None):
 
 def load_csv(path, *, image_size=None, channels=None, path_column="path", label_column="label"):
     """A ``path,label`` manifest (optional ``split`` column); paths are relative to the CSV."""
-    root = path.parent.resolve()
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    reader = csv.DictReader(io.StringIO(read_text(path), newline=""), delimiter=delimiter)
-    require_columns(path, reader.fieldnames, (path_column, label_column),
-                    "set path_column/label_column with --set")
-    rows = [(reader.line_num, row) for row in reader]
-    if not rows:
-        raise UserError(f"{path}: the manifest has no rows")
-    files, label_text, split_of = [], [], []
-    for line, row in rows:
-        raw = (row.get(path_column) or "").strip()
-        label = (row.get(label_column) or "").strip()
-        if not raw or not label:
-            raise UserError(f"{path}:{line}: empty {path_column} or {label_column}")
-        file = (root / raw).resolve()
-        if not file.is_relative_to(root):
-            raise UserError(f"{path}:{line}: {raw} points outside the dataset folder {root}")
-        if not file.is_file():
-            raise UserError(f"{path}:{line}: image {raw} not found")
-        files.append(file)
-        label_text.append(label)
-        split = (row.get("split") or "").strip().lower()
-        if split and split not in SPLIT_NAMES:
-            raise UserError(f"{path}:{line}: split must be train, val or test, got {split!r}")
-        split_of.append(split or None)
-    class_names = sorted(set(label_text))
-    labels = [class_names.index(t) for t in label_text]
+    rows = manifest_rows(path, path_column=path_column, value_column=label_column,
+                         hint="set path_column/label_column with --set", what="image")
+    class_names = sorted({r.value for r in rows})
+    labels = [class_names.index(r.value) for r in rows]
     require_two_classes(labels, class_names, path)
-    x = lazy_or_loaded(files, size=image_size, channels=channels)
+    x = lazy_or_loaded([r.file for r in rows], size=image_size, channels=channels)
+    split_of = [r.split for r in rows]
     given = given_splits(split_of) if all(split_of) else None
     return Dataset(x, np.asarray(labels), str(path),
-                   f"CSV manifest {path.name}: {len(files)} images, {len(class_names)} classes",
+                   f"CSV manifest {path.name}: {len(rows)} images, {len(class_names)} classes",
                    info={"class_names": class_names}, given_splits=given)
 
 

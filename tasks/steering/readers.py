@@ -23,8 +23,7 @@ from pathlib import Path, PureWindowsPath
 
 import numpy as np
 
-from pipelines.data import (SPLIT_NAMES, Dataset, builtin_name, read_text, require_columns,
-                            shipped_path)
+from pipelines.data import SPLIT_NAMES, Dataset, builtin_name, manifest_rows, read_text, shipped_path
 from pipelines.errors import UserError
 from pipelines.image_files import ImageFiles
 from tasks.steering.frames import Frames
@@ -116,33 +115,13 @@ def _udacity_image(root, cell, path, line, camera):
 def load_csv(path, *, target_column="steering", test_fraction=0.2, val_fraction=0.1, spec=None):
     """``path,steering`` with optional ``split`` (train/val/test), ``episode`` and ``flipped``
     (1: a mirror copy of another frame, for training only) columns; paths relative to the CSV."""
-    root = path.parent.resolve()
-    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
-    require_columns(path, reader.fieldnames, ("path", target_column),
-                    "a steering CSV has path and steering columns; set target_column with --set")
-    rows = [(reader.line_num, row) for row in reader]
-    if not rows:
-        raise UserError(f"{path}: the CSV has no rows")
-    files, y, split_of, episodes, synthetic = [], [], [], [], []
-    for line, row in rows:
-        if None in row:
-            raise UserError(f"{path}:{line}: more fields than the header's {len(reader.fieldnames)}")
-        raw = (row.get("path") or "").strip()
-        file = (root / raw).resolve()
-        if not raw:
-            raise UserError(f"{path}:{line}: empty path")
-        if not file.is_relative_to(root):
-            raise UserError(f"{path}:{line}: {raw} points outside the dataset folder {root}")
-        if not file.is_file():
-            raise UserError(f"{path}:{line}: image {raw} not found")
-        files.append(file)
-        y.append(_number(row.get(target_column), path, line, target_column))
-        split = (row.get("split") or "").strip().lower()
-        if split and split not in SPLIT_NAMES:
-            raise UserError(f"{path}:{line}: split must be train, val or test, got {split!r}")
-        split_of.append(split or None)
-        episodes.append((row.get("episode") or "").strip())
-        synthetic.append((row.get("flipped") or "").strip().lower() in TRUE)
+    rows = manifest_rows(path, value_column=target_column, what="image",
+                         hint="a steering CSV has path and steering columns; set target_column with --set")
+    files = [r.file for r in rows]
+    y = [_number(r.value, path, r.line, target_column) for r in rows]
+    split_of = [r.split for r in rows]
+    episodes = [(r.row.get("episode") or "").strip() for r in rows]
+    synthetic = np.asarray([(r.row.get("flipped") or "").strip().lower() in TRUE for r in rows])
     n = len(files)
     order = np.arange(n)
     if all(episodes):
@@ -151,7 +130,6 @@ def load_csv(path, *, target_column="steering", test_fraction=0.2, val_fraction=
     else:
         group, grouping = _blocks(order, n), f"{BLOCKS} blocks of consecutive frames"
     given = split_of if all(split_of) else None
-    synthetic = np.asarray(synthetic)
     notes = [f"Mirror copies: {int(synthetic.sum())} flipped frames used for training only."] \
         if synthetic.any() else []
     return _dataset(files, np.asarray(y, np.float32), order, group, synthetic, given,
