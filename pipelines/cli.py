@@ -188,8 +188,15 @@ def cmd_tasks(args):
             print(json.dumps([{"key": name, "type": type_name, "default": default, "help": help_text}
                               for name, type_name, default, help_text in described], default=str))
             return
+        width = min(28, max(len(str(row[2])) for row in described)) + 2
+        type_width = max(len(row[1]) for row in described) + 2
         for name, type_name, default, help_text in described:
-            print(f"{name:<26}{type_name:<10}{default!s:<18}{help_text}")
+            shown = str(default)
+            if len(shown) >= width:  # a long default gets its own line; the columns stay put
+                print(f"{name:<26}{type_name:<{type_width}}{shown}")
+                print(f"{'':<{26 + type_width + width}}{help_text}")
+            else:
+                print(f"{name:<26}{type_name:<{type_width}}{shown:<{width}}{help_text}")
         return
     rows = []
     for name in task_names():

@@ -76,6 +76,11 @@ class TrainConfig:
 
 
 def _type_name(tp):
+    """A type as a user reads it: int, list, "str or none" (not typing's Optional[...])."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        named = " or ".join(_type_name(a) for a in args)
+        return f"{named} or none" if len(args) < len(typing.get_args(tp)) else named
     return getattr(tp, "__name__", str(tp))
 
 

@@ -45,3 +45,12 @@ def test_train_runs_and_export_as_json(tmp_path, capsys):
     assert run_cli("export", run_dir, "--format", "saved_model", "--out", tmp_path / "sm", "--json") == 0
     exported = _document(capsys)
     assert exported["path"] == str(tmp_path / "sm" / "1") and exported["metadata"]["task"] == "image-classification"
+
+
+def test_the_options_table_names_types_as_users_read_them(capsys):
+    assert run_cli("tasks", "--options", "volume-classification") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert not any("Optional" in line or "typing." in line for line in lines)
+    assert any(line.startswith("backbone_from") and "str or none" in line for line in lines)
+    long = next(i for i, line in enumerate(lines) if line.startswith("backbone_options"))
+    assert lines[long + 1].strip().startswith("backbone builder arguments")  # help below a long default
