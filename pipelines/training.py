@@ -16,6 +16,7 @@ from pathlib import Path
 import keras
 
 from pipelines.backbones import BACKBONE_LAYER_NAME
+from pipelines.errors import UserError
 
 HISTORY_FILE = "history.csv"
 
@@ -61,12 +62,32 @@ class PeriodicBackupAndRestore(keras.callbacks.BackupAndRestore):
             self._last_save = time.perf_counter()
 
 
-def _callbacks(config, run_dir, phase, *, monitor, mode, resume_history, tensorboard_dir):
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stops training at the first batch whose loss is NaN or infinite (as Keras'
+    TerminateOnNaN) and remembers where, so the run can fail with a message that says so."""
+
+    def __init__(self):
+        super().__init__()
+        self.diverged_at = None  # (epoch, batch)
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.diverged_at = (self._epoch, batch)
+            self.model.stop_training = True
+
+
+def _callbacks(config, run_dir, phase, *, monitor, mode, resume_history, tensorboard_dir, guard):
     run_dir = Path(run_dir)
     # Epoch-end order matters for resuming: the history row and the best checkpoint first, the
     # backup last. A process killed in between then resumes before that epoch and redoes it;
     # the other way round, the epoch's history row would be lost.
     callbacks = [
+        guard,
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=resume_history),
         keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / "best.weights.h5"),
                                         monitor=monitor, mode=mode, save_best_only=True,
@@ -117,6 +138,10 @@ def _restored_epoch(run_dir, phase):
     return None
 
 
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite: bad input of a kind (a learning rate, the data's scale)."""
+
+
 def fit(model, train_ds, val_ds, *, config, run_dir, loss, metrics, monitor="val_loss",
         mode="min", n_train, quiet=False, resume=False, class_weight=None, placement=None):
     """Train ``model`` in place (one or two phases) and return timing figures.
@@ -137,7 +162,7 @@ def fit(model, train_ds, val_ds, *, config, run_dir, loss, metrics, monitor="val
     if config.fine_tune_epochs:
         phases.append(("fine_tune", config.epochs, config.epochs + config.fine_tune_epochs,
                        config.fine_tune_lr_scale, True))
-    start, epochs_run = time.perf_counter(), 0
+    start, epochs_run, guard = time.perf_counter(), 0, DivergenceGuard()
     for index, (phase, first, last, lr_scale, backbone_trainable) in enumerate(phases):
         done_marker = Path(run_dir) / "backup" / f"{phase}.done"
         if resume and done_marker.exists():
@@ -156,8 +181,17 @@ def fit(model, train_ds, val_ds, *, config, run_dir, loss, metrics, monitor="val
                 verbose=0 if quiet else 2, class_weight=class_weight,
                 callbacks=_callbacks(config, run_dir, phase, monitor=monitor, mode=mode,
                                      resume_history=resume or index > 0,
-                                     tensorboard_dir=tensorboard_dir))
+                                     tensorboard_dir=tensorboard_dir, guard=guard))
         epochs_run += len(history.epoch)
+        if guard.diverged_at is not None:
+            epoch, batch = guard.diverged_at
+            saved = (Path(run_dir) / "checkpoints" / "best.weights.h5").is_file()
+            kept = _best_epoch(run_dir, monitor, mode) if saved else -1
+            raise TrainingDiverged(
+                f"training diverged: the loss became NaN or infinite at epoch {epoch + 1}, batch "
+                f"{batch + 1}; " + (f"the best weights so far (epoch {kept + 1}) are in "
+                                    f"{Path(run_dir) / 'checkpoints'}; " if kept >= 0 else "")
+                + "try a lower --learning-rate")
         done_marker.parent.mkdir(parents=True, exist_ok=True)
         done_marker.touch()
     seconds = time.perf_counter() - start
@@ -180,7 +214,8 @@ def _best_epoch(run_dir, monitor, mode):
     if not path.is_file():
         return -1
     with path.open(newline="") as handle:
-        rows = [r for r in csv.DictReader(handle) if r.get(monitor) not in (None, "")]
+        rows = [r for r in csv.DictReader(handle)
+                if r.get(monitor) not in (None, "") and math.isfinite(float(r[monitor]))]
     if not rows:
         return -1
     pick = min if mode == "min" else max

@@ -147,3 +147,23 @@ def test_ctrl_c_marks_the_run_interrupted_and_names_the_resume_command(out, monk
 def test_runs_takes_output_like_train(out, capsys):
     assert run_cli("runs", "--output", out) == 0
     assert f"no runs under {out}" in capsys.readouterr().out
+
+
+def test_a_diverging_loss_stops_training_and_fails_the_run_with_the_reason(out, monkeypatch, capsys):
+    import keras
+
+    from pipelines import runs
+    from pipelines.tasks import get_task
+
+    task = get_task("image-classification")
+    monkeypatch.setattr(type(task), "loss", lambda self, config, info: (
+        lambda y_true, y_pred: keras.ops.mean(keras.ops.log(-y_pred))))  # NaN, with gradients
+    assert run_cli("train", "image-classification", "--output", out, "--epochs", 5,
+                   "--set", "backbone_options.widths=[4,8,8]") == 2
+    line = _one_error_line(capsys)
+    assert "training diverged: the loss became NaN or infinite at epoch 1, batch 1" in line
+    assert "try a lower --learning-rate" in line
+    (run_dir,) = (out / "image-classification").iterdir()
+    status = runs.read_json(run_dir / runs.STATUS_FILE)
+    assert status["state"] == "failed" and "training diverged" in status["reason"]
+    assert len(runs.read_optional_json(run_dir / "metrics.json")) == 0  # no metrics for a failed run
