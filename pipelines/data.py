@@ -112,6 +112,31 @@ def manifest_rows(path, *, path_column="path", value_column="label", hint="", wh
     return parsed
 
 
+def labelled_arrays(path, *, layout="MedMNIST"):
+    """``(x, y, split_of or None, kind, arrays)`` from an ``.npz``: ``x`` and ``y``, or the
+    ``{train,val,test}_images`` / ``_labels`` of a MedMNIST-style file (train and test at least),
+    whose split is kept. ``y`` is one label per item (the first column of 2D labels); ``arrays``
+    is the open file, for a reader's extra arrays. ``layout`` names the style in messages."""
+    try:
+        arrays = np.load(path, allow_pickle=False)
+        keys = set(arrays.files)
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path}: cannot read .npz ({error})") from None
+    if {"train_images", "train_labels", "test_images", "test_labels"} <= keys:
+        chunks = [(s, arrays[f"{s}_images"], arrays[f"{s}_labels"]) for s in SPLIT_NAMES
+                  if f"{s}_images" in keys]
+        x = np.concatenate([c[1] for c in chunks])
+        y = np.concatenate([np.asarray(c[2]).reshape(len(c[2]), -1)[:, 0] for c in chunks])
+        split_of = [s for s, images, _ in chunks for _ in range(len(images))]
+        return x, y, split_of, f"{layout}-style arrays", arrays
+    missing = [k for k in ("x", "y") if k not in keys]
+    if missing:
+        raise UserError(f"{path}: missing array(s) {', '.join(missing)}; found "
+                        f"{', '.join(sorted(keys)) or 'none'} (expected x and y, or {layout} "
+                        f"train_images/train_labels/...)")
+    return arrays["x"], np.asarray(arrays["y"]).reshape(-1), None, "x/y arrays", arrays
+
+
 def require_two_classes(labels, class_names, where):
     if len(set(np.asarray(labels).tolist())) < 2:
         raise UserError(f"{where}: only one class ({class_names[0] if class_names else '?'}); "

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import imaging
-from pipelines.data import (SPLIT_NAMES, Dataset, builtin_name, given_splits, manifest_rows,
-                            require_two_classes)
+from pipelines.data import (SPLIT_NAMES, Dataset, builtin_name, given_splits, labelled_arrays,
+                            manifest_rows, require_two_classes)
 from pipelines.errors import UserError
 from pipelines.image_files import lazy_or_loaded
 
@@ -101,26 +101,8 @@ def load_csv(path, *, image_size=None, channels=None, path_column="path", label_
 
 def load_npz(path):
     """``x`` (N,H,W) or (N,H,W,C) and ``y``; or MedMNIST ``{train,val,test}_{images,labels}``."""
-    try:
-        arrays = np.load(path, allow_pickle=False)
-        keys = set(arrays.files)
-    except (OSError, ValueError) as error:
-        raise UserError(f"{path}: cannot read .npz ({error})") from None
-    if {"train_images", "train_labels", "test_images", "test_labels"} <= keys:
-        chunks = [(s, arrays[f"{s}_images"], arrays[f"{s}_labels"]) for s in SPLIT_NAMES
-                  if f"{s}_images" in keys]
-        x = np.concatenate([c[1] for c in chunks])
-        y = np.concatenate([np.asarray(c[2]).reshape(len(c[2]), -1)[:, 0] for c in chunks])
-        split_of = [s for s, images, _ in chunks for _ in range(len(images))]
-        given = given_splits(split_of)
-        kind = "MedMNIST-style arrays"
-    else:
-        missing = [k for k in ("x", "y") if k not in keys]
-        if missing:
-            raise UserError(f"{path}: missing array(s) {', '.join(missing)}; found "
-                            f"{', '.join(sorted(keys)) or 'none'} (expected x and y, or MedMNIST "
-                            f"train_images/train_labels/...)")
-        x, y, given, kind = arrays["x"], np.asarray(arrays["y"]).reshape(-1), None, "x/y arrays"
+    x, y, split_of, kind, _ = labelled_arrays(path)
+    given = given_splits(split_of) if split_of else None
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
         bad = int(np.count_nonzero(~np.isfinite(x)))
         raise UserError(f"{path}: the images hold {bad:,} NaN or infinite value(s); clean the array "

@@ -135,8 +135,7 @@ class Steering(Task):
     @staticmethod
     def frames(dataset, info):
         """The dataset's frames with the network's geometry (read lazily)."""
-        return Frames(dataset.x["frames"].paths, info.height, info.width, info.channels,
-                      info.crop_top, info.crop_bottom)
+        return network_frames(dataset.x["frames"].paths, info)
 
     def encode(self, dataset, info):
         return self.frames(dataset, info), np.asarray(dataset.y, np.float32)[:, None]
@@ -236,14 +235,10 @@ class Steering(Task):
 
     # -- prediction --------------------------------------------------------------------------
     def predict_inputs(self, model, inputs, info, options, out=None):
-        missing = [p for p in inputs if not Path(p).is_file()]
-        if missing:
-            raise UserError(f"{missing[0]}: no such image file")
         from pipelines.image_files import ImageFiles
 
-        ImageFiles.scan(inputs)  # a broken file is named, not a traceback
-        frames = Frames(np.asarray([str(p) for p in inputs]), info.height, info.width, info.channels,
-                        info.crop_top, info.crop_bottom)
+        ImageFiles.scan(inputs)  # a missing or broken file is named, not a traceback
+        frames = network_frames(np.asarray([str(p) for p in inputs]), info)
         angles = model.predict(frames.load(), verbose=0).reshape(-1)
         return [{"input": str(path), info.target: float(angle)} for path, angle in zip(inputs, angles)]
 
@@ -285,6 +280,12 @@ class Steering(Task):
                                                         name="pixels")],
                          f"float32 frames already {info.height}x{info.width}x{info.channels} in "
                          f"[0, 1] -> {info.target}")
+
+
+def network_frames(paths, info):
+    """Image files read lazily with the geometry the run's network takes (``info``)."""
+    return Frames(np.asarray(paths), info.height, info.width, info.channels, info.crop_top,
+                  info.crop_bottom)
 
 
 def tolerance(config, info):

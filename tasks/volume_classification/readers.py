@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.data import (SPLIT_NAMES, Dataset, builtin_name, given_splits, manifest_rows,
+from pipelines.data import (Dataset, builtin_name, given_splits, labelled_arrays, manifest_rows,
                             require_two_classes)
 from pipelines.errors import UserError
 
@@ -52,26 +52,9 @@ def load_npz(path, *, volume_size=None):
     """``x`` (N, D, H, W[, C]) with ``y``; or MedMNIST-3D ``{train,val,test}_images/_labels``.
     Per-volume extras ride along: a patient id groups the split, ``diameter_mm`` feeds the size
     rule."""
-    try:
-        arrays = np.load(path, allow_pickle=False)
-        keys = set(arrays.files)
-    except (OSError, ValueError) as error:
-        raise UserError(f"{path}: cannot read .npz ({error})") from None
-    if {"train_images", "train_labels"} <= keys:
-        parts = [s for s in SPLIT_NAMES if f"{s}_images" in keys]
-        x = np.concatenate([arrays[f"{s}_images"] for s in parts])
-        y = np.concatenate([np.asarray(arrays[f"{s}_labels"]).reshape(-1) for s in parts])
-        split_of = [s for s in parts for _ in range(len(arrays[f"{s}_images"]))]
-        extras, kind = {}, "MedMNIST-3D-style arrays"
-    else:
-        missing = [k for k in ("x", "y") if k not in keys]
-        if missing:
-            raise UserError(f"{path}: missing array(s) {', '.join(missing)}; found "
-                            f"{', '.join(sorted(keys)) or 'none'} (expected x and y, or MedMNIST-3D "
-                            f"train_images/train_labels/...)")
-        x, y, split_of = arrays["x"], np.asarray(arrays["y"]).reshape(-1), None
-        extras = {k: arrays[k] for k in keys if arrays[k].ndim == 1 and len(arrays[k]) == len(x)}
-        kind = "x/y arrays"
+    x, y, split_of, kind, arrays = labelled_arrays(path, layout="MedMNIST-3D")
+    extras = {} if split_of else {k: arrays[k] for k in arrays.files
+                                  if arrays[k].ndim == 1 and len(arrays[k]) == len(x)}
     if len(x) != len(y):
         raise UserError(f"{path}: {len(x)} volumes but {len(y)} labels; one label per volume")
     volumes = _as_volumes(x, str(path), volume_size)
