@@ -74,3 +74,83 @@ def apply_per_batch(ds, augment, seed):
 
     return tf.data.Dataset.zip((ds, batch_seeds(seed))).map(
         one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+# -- any spatial dimensions: [N, *spatial, C] (2D images or 3D volumes) -------------------------
+def axis_flips(images, seed):
+    """Each example mirrored along every spatial axis, each axis with probability 1/2 drawn on
+    its own."""
+    import tensorflow as tf
+
+    count = tf.shape(images)[0]
+    axes = range(1, len(images.shape) - 1)
+    ones = [1] * (len(images.shape) - 1)
+    for axis, part in zip(axes, split(seed, len(axes))):
+        coin = tf.random.stateless_uniform([count], part) < 0.5
+        images = tf.where(tf.reshape(coin, [-1] + ones), tf.reverse(images, axis=[axis]), images)
+    return images
+
+
+def shifts(images, seed, fraction):
+    """Each example moved by up to ``fraction`` of its size along every spatial axis, whole
+    pixels (voxels), the edge mirrored into the gap (a crop of the symmetrically padded input)."""
+    import tensorflow as tf
+
+    shape = images.shape[1:-1]
+    pads = [max(1, int(round(s * fraction))) for s in shape]
+    padded = tf.pad(images, [[0, 0]] + [[p, p] for p in pads] + [[0, 0]], mode="SYMMETRIC")
+    count = tf.shape(images)[0]
+    starts = tf.stack([tf.random.stateless_uniform([count], part, 0, 2 * p + 1, dtype=tf.int32)
+                       for p, part in zip(pads, split(seed, len(pads)))], axis=1)
+
+    def crop(args):
+        image, start = args
+        return tf.slice(image, tf.concat([start, [0]], 0), list(shape) + [image.shape[-1]])
+
+    return tf.map_fn(crop, (padded, starts), fn_output_signature=images.dtype)
+
+
+def intensity_jitter(images, seed, amount):
+    """Each example scaled by 1 +/- ``amount`` and offset by +/- ``amount`` of its spread."""
+    import tensorflow as tf
+
+    count = tf.shape(images)[0]
+    ones = [1] * (len(images.shape) - 1)
+    gain_seed, offset_seed = split(seed, 2)
+    gain = tf.random.stateless_uniform([count] + ones, gain_seed, 1 - amount, 1 + amount)
+    offset = tf.random.stateless_uniform([count] + ones, offset_seed, -amount, amount)
+    spread = tf.math.reduce_std(images, axis=list(range(1, len(images.shape))), keepdims=True)
+    return images * gain + offset * spread
+
+
+def with_mask(transform, images, masks, *args):
+    """A geometric ``transform(images, *args)`` applied to images and their label masks
+    ``[N, *spatial]`` together (the mask rides as one more channel and is rounded back)."""
+    import tensorflow as tf
+
+    both = transform(tf.concat([images, tf.cast(masks[..., None], images.dtype)], axis=-1), *args)
+    return both[..., :-1], tf.cast(tf.round(both[..., -1]), masks.dtype)
+
+
+def spatial_augmentation(*, flip, shift, intensity, masks=False):
+    """``apply(x, y, seed)`` for batches of images or volumes ``[N, *spatial, C]``: flips along
+    each axis (if ``flip``), a shift by up to ``shift`` of the size, an intensity jitter of
+    ``intensity``; with ``masks`` the targets are label maps moved with their inputs. None when
+    nothing is asked."""
+    if not (flip or shift or intensity):
+        return None
+
+    def geometric(transform, x, y, *args):
+        return with_mask(transform, x, y, *args) if masks else (transform(x, *args), y)
+
+    def apply(x, y, seed):
+        flip_seed, shift_seed, jitter_seed = split(seed, 3)
+        if flip:
+            x, y = geometric(axis_flips, x, y, flip_seed)
+        if shift:
+            x, y = geometric(shifts, x, y, shift_seed, shift)
+        if intensity:
+            x = intensity_jitter(x, jitter_seed, intensity)
+        return x, y
+
+    return apply

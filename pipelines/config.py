@@ -204,7 +204,7 @@ def resolve(config_cls, *, toml=None, sets=None, flags=None, base=None):
     if flags:
         layers.append(({k: v for k, v in flags.items() if v is not None}, "option"))
     chosen = [layer["backbone"] for layer, _ in layers if layer.get("backbone") is not None]
-    if base is None and chosen and chosen[-1] != values["backbone"]:
+    if base is None and chosen and not _same_builder(chosen[-1], values["backbone"]):
         values["backbone_options"] = {}  # the task's default options belong to its default backbone
     for layer, source in layers:
         for key, value in layer.items():
@@ -220,6 +220,19 @@ def resolve(config_cls, *, toml=None, sets=None, flags=None, base=None):
             _check_range(key, coerced, fields[key].metadata, label)
             values[key] = coerced
     return config_cls(**values)
+
+
+def _same_builder(chosen, default):
+    """True for the default backbone itself and for its 2D/3D twin (one builder, the same
+    arguments), whose options then still apply."""
+    if chosen == default:
+        return True
+    from pipelines.backbones import BACKBONES
+
+    if chosen not in BACKBONES.names() or default not in BACKBONES.names():
+        return False
+    inflates = (BACKBONES.entry(chosen).meta.get("inflates"), BACKBONES.entry(default).meta.get("inflates"))
+    return default in inflates[:1] or chosen in inflates[1:]
 
 
 def to_dict(config):

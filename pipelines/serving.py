@@ -74,9 +74,11 @@ def write(request, *, run_dir, task, model, info, saved):
 
     The task's endpoints are built (and refused, if the task cannot serve this format) before
     anything is written; the version folder appears whole or not at all."""
+    from pipelines.tflite_ops import for_tflite
+
     run_dir, out = Path(run_dir), request.out
     signatures = (task.serving_signatures(model, info) if request.fmt == "saved_model"
-                  else task.tflite_signatures(model, info))
+                  else task.tflite_signatures(for_tflite(model), info))
     created_out = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out, prefix=f".{request.version}.partial-"))

@@ -75,6 +75,13 @@ class Task:
     lower_is_better = ()  # metrics where a smaller value wins (reports mark the better side)
     tflite_unsupported = ""  # why `export --format tflite` cannot work for this task, if it cannot
 
+    def settle(self, config):
+        """The configuration with values that depend on other options made concrete (e.g. a
+        segmentation run's batch size once 2D or 3D is known), so config.json records what the
+        run used; a combination that cannot work is a UserError. Called after every layer is
+        applied, also on a resumed run's saved configuration, so it must be idempotent."""
+        return config
+
     # -- data --------------------------------------------------------------------------------
     def load(self, spec, config):
         """Read ``spec`` (a path or builtin:NAME) into a :class:`pipelines.data.Dataset`."""

@@ -22,7 +22,8 @@ SPLITS_FILE = "splits.json"
 
 
 def resolve_config(task, *, toml=None, sets=None, flags=None, base=None):
-    return config_lib.resolve(task.Config, toml=toml, sets=sets, flags=flags, base=base)
+    """Defaults < TOML < --set < flags, then the task's :meth:`~pipelines.tasks.Task.settle`."""
+    return task.settle(config_lib.resolve(task.Config, toml=toml, sets=sets, flags=flags, base=base))
 
 
 def _min_size(config):

@@ -123,3 +123,16 @@ def test_flip_with_mask_draws_each_axis_on_its_own():
     counts = {name: int(sum(np.array_equal(f, o) for f in flipped)) for name, o in outcomes.items()}
     assert sum(counts.values()) == 400
     assert all(70 <= n <= 130 for n in counts.values()), counts
+
+
+def test_volume_shifts_and_flips_move_the_mask_with_its_image():
+    """3D segmentation patches: image and label map stay voxel-aligned under every draw."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    masks = rng.integers(0, 3, (12, 6, 7, 5)).astype(np.int32)
+    images = masks[..., None].astype(np.float32) * 10.0
+    apply = augmentation.spatial_augmentation(flip=True, shift=0.3, intensity=0, masks=True)
+    x, y = apply(tf.constant(images), tf.constant(masks), tf.constant([4, 2], tf.int64))
+    np.testing.assert_array_equal(x.numpy()[..., 0], y.numpy() * 10.0)
+    assert y.dtype == tf.int32 and not np.array_equal(y.numpy(), masks)  # something moved

@@ -104,6 +104,14 @@ def test_images_larger_than_the_network_are_tiled_at_native_scale(tmp_path, caps
     assert record["shape"] == [40, 70]
 
 
+def _predicted_mask_file(run_dir, scan, out, capsys):
+    """The NIfTI mask ``predict --json`` wrote for ``scan``, loaded."""
+    capsys.readouterr()
+    assert run_cli("predict", run_dir, scan, "--out", out, "--json") == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    return nib.load(record["mask"])
+
+
 def test_nifti_volumes_train_and_predicted_masks_keep_shape_and_affine(tmp_path, capsys):
     data, affine = _msd(tmp_path / "msd")
     assert run_cli("train", "medical-segmentation", "--data", data, "--output", tmp_path / "runs",
@@ -114,9 +122,7 @@ def test_nifti_volumes_train_and_predicted_masks_keep_shape_and_affine(tmp_path,
     assert config["split"]["counts"]["test"] == 2  # split by case, not by slice
     assert "(HD95 in mm)" in (run_dir / "report.md").read_text()
     scan = data / "imagesTr" / "case_000.nii.gz"
-    assert run_cli("predict", run_dir, scan, "--out", tmp_path / "pred", "--json") == 0
-    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    written = nib.load(record["mask"])
+    written = _predicted_mask_file(run_dir, scan, tmp_path / "pred", capsys)
     assert written.shape == (12, 14, 10)
     np.testing.assert_allclose(written.affine, affine)
     # --out naming a file is that file (one input), never a folder of that name
@@ -239,9 +245,8 @@ def test_tflite_segments_network_sized_slices_like_keras(tiled_run, tmp_path):
         assert _agreement(got["mask"][0], expected[i].argmax(-1)) >= 0.999
 
 
-def test_a_volume_export_answers_a_label_volume_in_the_scans_own_shape(volume_run, tmp_path, capsys):
-    run_dir, data = volume_run
-    scan = data / "imagesTr" / "case_001.nii.gz"
+def _predicted_and_served(run_dir, scan, tmp_path, capsys):
+    """(predict's record, its mask, the exported serving_default's answer) for one scan."""
     assert run_cli("predict", run_dir, scan, "--out", tmp_path / "pred", "--json") == 0
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     expected = np.asarray(nib.load(record["mask"]).dataobj)
@@ -252,8 +257,83 @@ def test_a_volume_export_answers_a_label_volume_in_the_scans_own_shape(volume_ru
     served = serve_in_fresh_process(tmp_path / "sm" / "1", "serving_default",
                                     {"volume": {"npy": str(tmp_path / "volume.npy")},
                                      "spacing": {"npy": str(tmp_path / "spacing.npy")}}, tmp_path)
+    return record, expected, served
+
+
+def test_a_volume_export_answers_a_label_volume_in_the_scans_own_shape(volume_run, tmp_path, capsys):
+    run_dir, data = volume_run
+    record, expected, served = _predicted_and_served(run_dir, data / "imagesTr" / "case_001.nii.gz",
+                                                     tmp_path, capsys)
     assert _agreement(served["labels"], expected) >= 0.999
     assert [n.decode() for n in served["class_names"]] == ["head", "tail"]
     assert served["voxels"].tolist() == [record["voxels"]["head"], record["voxels"]["tail"]]
     assert sum(served["voxels"]) > 0
     np.testing.assert_allclose(served["volume_ml"], served["voxels"] * 1.5 * 1.0 * 2.0 / 1000, rtol=1e-6)
+
+
+# -- 3D mode: a 3D U-Net on patches, sliding windows over the whole volume ----------------------
+THREE_D = ["--set", "spatial_dims=3", "--set", "patch_size=[8,8,8]", "--batch-size", 4]
+
+
+@pytest.fixture(scope="module")
+def volume_3d_run(tmp_path_factory):
+    """Patches of 8x8x8 voxels, so a 12x14x10 scan is predicted from 2x2x2 blended windows."""
+    root = tmp_path_factory.mktemp("volumes3d")
+    data, affine = _msd(root / "msd")
+    assert run_cli("train", "medical-segmentation", "--data", data, "--output", root / "runs",
+                   *TINY, *THREE_D) == 0
+    return _only_run(root / "runs"), data, affine
+
+
+def test_a_3d_run_trains_on_patches_and_predicts_whole_volumes(volume_3d_run, tmp_path, capsys):
+    run_dir, data, affine = volume_3d_run
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["config"]["backbone"] == "basic_cnn3d" and config["config"]["batch_size"] == 4
+    assert config["preprocessing"]["spatial_dims"] == 3 and config["preprocessing"]["patch_size"] == [8, 8, 8]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert 0 <= metrics["metrics"]["dice"] <= 1 and "hd95" in metrics["baseline"]["metrics"]
+    capsys.readouterr()
+    written = _predicted_mask_file(run_dir, data / "imagesTr" / "case_002.nii.gz", tmp_path / "pred", capsys)
+    assert written.shape == (12, 14, 10)
+    np.testing.assert_allclose(written.affine, affine)
+    assert run_cli("evaluate", run_dir) == 0
+
+
+def test_a_3d_export_blends_the_same_windows_in_the_graph(volume_3d_run, tmp_path, capsys):
+    from pipelines import workflow
+
+    run_dir, data, _ = volume_3d_run
+    record, expected, served = _predicted_and_served(run_dir, data / "imagesTr" / "case_001.nii.gz",
+                                                     tmp_path, capsys)
+    assert _agreement(served["labels"], expected) >= 0.999
+    assert served["voxels"].tolist() == [record["voxels"]["head"], record["voxels"]["tail"]]
+    # TFLite holds the patch network itself
+    path, saved, task, config, info, model = workflow.load_run(run_dir)
+    stream, _ = task.encode(task.load(str(data), config), info)
+    x, _ = stream.load()
+    assert x.shape[1:] == (8, 8, 8, 1)
+    assert run_cli("export", run_dir, "--format", "tflite", "--out", tmp_path / "tfl") == 0
+    got = run_tflite(tmp_path / "tfl" / "1" / "model.tflite", "segment_voxels", voxels=x[:1])
+    np.testing.assert_allclose(got["probabilities"][0], model.predict(x[:1], verbose=0)[0], atol=1e-4)
+
+
+def test_a_2d_segmentation_backbone_starts_a_3d_run_inflated(volume_run, tmp_path):
+    run_2d, data = volume_run
+    assert run_cli("train", "medical-segmentation", "--data", data, "--output", tmp_path / "runs",
+                   *TINY, *THREE_D, "--epochs", 1, "--backbone-from", run_2d) == 0
+    config = json.loads((_only_run(tmp_path / "runs") / "config.json").read_text())
+    assert config["config"]["backbone"] == "basic_cnn3d"
+    inflated = config["lineage"]["inflated"]
+    assert (inflated["from"], inflated["to"]) == ("basic_cnn", "basic_cnn3d")
+    assert config["lineage"]["run_dir"] == str(run_2d)
+
+
+def test_3d_mode_refuses_2d_images_before_making_a_run(tmp_path, out, capsys):
+    data = _folder(tmp_path / "flat", n=4)
+    assert run_cli("train", "medical-segmentation", "--data", data, "--output", out,
+                   "--set", "spatial_dims=3") == 2
+    assert "3D mode (spatial_dims=3, or a 3D backbone) needs volumes" in _one_error_line(capsys)
+    assert run_cli("train", "medical-segmentation", "--data", data, "--output", out,
+                   "--backbone", "efficientnet_b0", "--set", "spatial_dims=3") == 2
+    assert "has no registered 3D twin" in _one_error_line(capsys)
+    assert not out.exists()

@@ -177,3 +177,25 @@ def test_missing_and_unfinished_runs_are_refused(digits_run, tmp_path, capsys):
     assert run_cli("export", unfinished, "--format", "saved_model") == 2
     assert "not finished" in _one_error_line(capsys)
     assert not (unfinished / "export").exists()
+
+
+@pytest.mark.parametrize("kind", ["max", "average"])
+@pytest.mark.parametrize("shape", [(4, 6, 8, 3), (5, 7, 3, 2), (1, 1, 1, 1)])
+def test_3d_pooling_rewritten_for_tflite_equals_keras(kind, shape):
+    """TFLite lacks 3D pooling kernels; the builtin-op rewrite must give Keras' exact answer,
+    "same" padding of odd sizes included."""
+    import keras
+
+    from pipelines.tflite_ops import DepthSlicedPooling3D, for_tflite
+
+    x = np.random.default_rng(0).normal(size=(2,) + shape).astype(np.float32)
+    pool = (keras.layers.MaxPooling3D if kind == "max" else keras.layers.AveragePooling3D)(2, strides=2, padding="same")
+    np.testing.assert_allclose(DepthSlicedPooling3D(kind)(x), pool(x), atol=1e-6)
+    inputs = keras.Input(shape)
+    inner = keras.Model(inputs, keras.layers.Conv3D(2, 3, padding="same", name="conv")(pool(inputs)), name="inner")
+    outer = keras.Model(inputs, inner(inputs))
+    rewritten = for_tflite(outer)
+    pools = (keras.layers.MaxPooling3D, keras.layers.AveragePooling3D)
+    assert not any(isinstance(layer, pools) for layer in rewritten.get_layer("inner").layers)
+    assert any(isinstance(layer, DepthSlicedPooling3D) for layer in rewritten.get_layer("inner").layers)
+    np.testing.assert_allclose(rewritten.predict(x, verbose=0), outer.predict(x, verbose=0), atol=1e-5)

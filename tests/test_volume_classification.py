@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import run_cli, serve_in_fresh_process, shared_dataset
+from conftest import run_cli, run_tflite, serve_in_fresh_process, shared_dataset
 from pipelines.errors import UserError
 from tasks.volume_classification import intensity, readers
 
@@ -88,7 +88,7 @@ def test_intensity_auto_picks_a_ct_window_for_hounsfield_units_and_the_graph_agr
 def test_flips_are_drawn_per_axis_and_shifts_keep_the_shape():
     import tensorflow as tf
 
-    from tasks.volume_classification.augment import flips, shifts
+    from pipelines.augmentation import axis_flips as flips, shifts
 
     import itertools
 
@@ -145,6 +145,14 @@ def test_predict_and_export_agree_on_a_nifti_and_an_npy(volume_run, tmp_path, ca
                                [r["top"][0]["probability"] for r in records], atol=1e-4)
     assert [n.decode() for n in served["class_names"]] == [r["class"] for r in records]
     assert run_cli("evaluate", run_dir, "--json") == 0
+    # TFLite has no 3D pooling kernels: the export rewrites them with builtin ops, exactly
+    from pipelines import workflow
+
+    *_, task, config, info, model = workflow.load_run(run_dir)
+    voxels = task.network_input(x[:2].astype(np.float32), info)[..., None]  # (N, D, H, W, 1)
+    assert run_cli("export", run_dir, "--format", "tflite", "--out", tmp_path / "tfl") == 0
+    got = run_tflite(tmp_path / "tfl" / "1" / "model.tflite", "predict_voxels", voxels=voxels)
+    np.testing.assert_allclose(got["probabilities"], model.predict(voxels, verbose=0), atol=1e-4)
 
 
 @pytest.mark.slow

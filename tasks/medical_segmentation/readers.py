@@ -24,6 +24,7 @@ from tasks.medical_segmentation import volumes
 BUILTIN = {
     "hippocampus": "MSD Task04 hippocampus MRI, 200 volumes (anterior, posterior; CC BY-SA 4.0)",
     "phantoms": "synthetic phantoms (96 64x64 images: body, organ, lesion)",
+    "phantoms3d": "synthetic volume phantoms (40 volumes of about 20x24x20 voxels: body, organ, lesion)",
 }
 
 
@@ -127,10 +128,31 @@ def load_builtin(spec, *, n_classes=None):
     """(cases, class names, description) of ``builtin:hippocampus`` (shipped in data/) or
     ``builtin:phantoms`` (generated)."""
     name = builtin_name(spec, BUILTIN, "medical-segmentation")
-    if name == "phantoms":
-        return phantoms(), ["background", "organ", "lesion"], BUILTIN[name]
+    if name in ("phantoms", "phantoms3d"):
+        return (phantoms() if name == "phantoms" else phantoms3d()), ["background", "organ", "lesion"], BUILTIN[name]
     root = shipped_path(spec, "hippocampus")
     return load_msd(root, n_classes=n_classes), read_dataset_json(root), BUILTIN[name]
+
+
+def phantoms3d(n=40, seed=0):
+    """Synthetic 3D 'scans' of varied shapes (1 mm voxels): a body, an organ (class 1) and a
+    lesion inside it (class 2), intensities in arbitrary scanner units, so 3D mode, patches and
+    sliding windows are exercised without data files."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i in range(n):
+        shape = tuple(int(s) for s in rng.integers((18, 22, 18), (24, 28, 24)))
+        grid = np.stack(np.meshgrid(*[np.arange(s) / s for s in shape], indexing="ij"), axis=-1)
+        centre = rng.uniform(0.4, 0.6, 3)
+        body = (((grid - centre) / (0.4, 0.36, 0.4)) ** 2).sum(-1) < 1
+        organ_at, organ_radii = centre + rng.uniform(-0.08, 0.08, 3), rng.uniform(0.2, 0.28, 3)
+        organ = ((((grid - organ_at) / organ_radii) ** 2).sum(-1) < 1) & body
+        lesion_at = organ_at + rng.uniform(-0.05, 0.05, 3)
+        lesion = (((grid - lesion_at) ** 2).sum(-1) < rng.uniform(0.08, 0.11) ** 2) & organ
+        image = 200 + 600 * body + 300 * organ - 250 * lesion + rng.normal(0, 60, shape)
+        mask = np.where(lesion, 2, np.where(organ, 1, 0)).astype(np.int16)
+        cases.append(Case(f"phantom3d_{i:03d}", image.astype(np.float32), mask, spacing=(1.0, 1.0, 1.0)))
+    return cases
 
 
 def phantoms(n=96, size=64, seed=0):

@@ -1,11 +1,12 @@
 """Segmentation endpoints that do the whole job in the graph, for TF Serving and TFLite.
 
 The graph twins of :meth:`MedicalSegmentation.predict_case`: per-volume normalisation, slicing
-along the run's axis, resizing to the network (or native-scale tiles blended with the same Hann
-window as :mod:`tasks.medical_segmentation.tiles`), resizing the probabilities back and the
-argmax, then reassembling the volume. A volume run answers a label volume with each class's
-voxel count and volume in mL (from the spacing); a 2D run answers PNG masks as ``predict``
-writes them. TFLite holds the per-slice network (``segment_pixels``).
+along the run's axis, resizing to the network (or native-scale tiles, or 3D patches, blended
+with the same window as :mod:`tasks.medical_segmentation.tiles`), resizing the probabilities
+back and the argmax, then reassembling the volume. A volume run answers a label volume with
+each class's voxel count and volume in mL (from the spacing); a 2D run answers PNG masks as
+``predict`` writes them. TFLite holds the network itself (``segment_pixels`` per slice, or
+``segment_voxels`` per 3D patch).
 """
 
 import numpy as np
@@ -45,29 +46,34 @@ def _origins(length, tile, stride):
 
 
 def tiled_in_graph(network, image, tile, overlap=0.5):
-    """The graph twin of :func:`tiles.predict_tiled`: probabilities (H, W, K) for (H, W, C)."""
+    """The graph twin of :func:`tiles.predict_tiled`: probabilities (*spatial, K) for
+    (*spatial, C), 2D tiles or 3D patches."""
     import tensorflow as tf
 
-    height, width = tf.shape(image)[0], tf.shape(image)[1]
-    stride = max(1, int(round(tile * (1 - overlap))))
-    padded_h, padded_w = tf.maximum(height, tile), tf.maximum(width, tile)
-    reflect = (tile - height < height) & (tile - width < width)
-    padded = tf.gather(tf.gather(image, _pad_index(height, padded_h, reflect), axis=0),
-                       _pad_index(width, padded_w, reflect), axis=1)
-    tops, lefts = tf.meshgrid(_origins(padded_h, tile, stride), _origins(padded_w, tile, stride),
-                              indexing="ij")
-    corners = tf.stack([tf.reshape(tops, [-1]), tf.reshape(lefts, [-1])], axis=1)
-    crops = tf.map_fn(lambda corner: padded[corner[0]:corner[0] + tile, corner[1]:corner[1] + tile],
-                      corners, fn_output_signature=tf.TensorSpec([tile, tile, image.shape[-1]], tf.float32))
+    sizes = tiles._sizes(tile)
+    strides = tiles.strides_for(sizes, overlap)
+    shape = tf.shape(image)
+    lengths = [shape[i] for i in range(len(sizes))]
+    padded_lengths = [tf.maximum(length, size) for length, size in zip(lengths, sizes)]
+    reflect = tf.reduce_all(tf.stack([size - length < length for length, size in zip(lengths, sizes)]))
+    padded = image
+    for axis, (length, target) in enumerate(zip(lengths, padded_lengths)):
+        padded = tf.gather(padded, _pad_index(length, target, reflect), axis=axis)
+    starts = tf.meshgrid(*[_origins(n, size, stride) for n, size, stride in zip(padded_lengths, sizes, strides)],
+                         indexing="ij")
+    corners = tf.stack([tf.reshape(axis_starts, [-1]) for axis_starts in starts], axis=1)
+    channels = image.shape[-1]
+    crops = tf.map_fn(lambda corner: tf.slice(padded, tf.concat([corner, [0]], 0), list(sizes) + [channels]),
+                      corners, fn_output_signature=tf.TensorSpec(list(sizes) + [channels], tf.float32))
     proba = network(crops, training=False)
-    offsets = tf.stack(tf.meshgrid(tf.range(tile), tf.range(tile), indexing="ij"), axis=-1)  # (t, t, 2)
-    indices = corners[:, None, None, :] + offsets[None]
-    blend = tf.constant(tiles.window(tile)[..., None])
+    offsets = tf.stack(tf.meshgrid(*[tf.range(size) for size in sizes], indexing="ij"), axis=-1)
+    indices = tf.reshape(corners, [-1] + [1] * len(sizes) + [len(sizes)]) + offsets[None]
+    blend = tf.constant(tiles.window(sizes)[..., None])
     classes = proba.shape[-1]
-    total = tf.tensor_scatter_nd_add(tf.zeros([padded_h, padded_w, classes]), indices, proba * blend)
-    weight = tf.tensor_scatter_nd_add(tf.zeros([padded_h, padded_w, 1]), indices,
-                                      tf.broadcast_to(blend, [tf.shape(corners)[0], tile, tile, 1]))
-    return (total / weight)[:height, :width]
+    total = tf.tensor_scatter_nd_add(tf.zeros(padded_lengths + [classes]), indices, proba * blend)
+    weight = tf.tensor_scatter_nd_add(tf.zeros(padded_lengths + [1]), indices,
+                                      tf.broadcast_to(blend, tf.concat([[tf.shape(corners)[0]], list(sizes) + [1]], 0)))
+    return tf.slice(total / weight, [0] * (len(sizes) + 1), lengths + [classes])
 
 
 def label_slices(network, slices, info):
@@ -109,12 +115,16 @@ def serving_signatures(model, info):
             serving_default, [tf.TensorSpec([None], tf.string, name="image_bytes")],
             "encoded image files -> a PNG mask per image at its own size (binary: 0/255, else class "
             f"ids) and pixels per foreground class ({', '.join(info.class_names[1:])})")
-    signatures["segment_pixels"] = _pixel_signature(model, info)
+    signatures[_network_signature_name(info)] = _pixel_signature(model, info)
     return signatures
 
 
 def tflite_signatures(model, info):
-    return {"segment_pixels": _pixel_signature(model, info)}
+    return {_network_signature_name(info): _pixel_signature(model, info)}
+
+
+def _network_signature_name(info):
+    return "segment_voxels" if getattr(info, "spatial_dims", 2) == 3 else "segment_pixels"
 
 
 def _counts(labels, info):
@@ -131,12 +141,17 @@ def _volume_signature(model, info):
     to_slices = SLICE_FIRST[info.slice_axis]
     back = [int(i) for i in np.argsort(to_slices)]
     names = tf.constant(list(info.class_names[1:]))
+    how = (f"{'x'.join(map(str, info.patch))} patches blended by a Gaussian" if info.spatial_dims == 3
+           else f"slices along axis {info.slice_axis}")
 
     def serving_default(volume, spacing):
         image = normalize_in_graph(tf.cast(volume, tf.float32), info.normalization,
                                    info.intensity_window)
-        labels = label_slices(model, tf.transpose(image, to_slices)[..., None], info)
-        labels = tf.transpose(labels, back)
+        if info.spatial_dims == 3:
+            labels = tf.argmax(tiled_in_graph(model, image[..., None], info.patch), axis=-1,
+                               output_type=tf.int32)
+        else:
+            labels = tf.transpose(label_slices(model, tf.transpose(image, to_slices)[..., None], info), back)
         voxels = _counts(labels, info)
         millilitres = tf.cast(voxels, tf.float32) * tf.reduce_prod(spacing) / 1000.0
         return {"labels": tf.cast(labels, tf.uint8), "voxels": voxels, "volume_ml": millilitres,
@@ -146,8 +161,8 @@ def _volume_signature(model, info):
         serving_default, [tf.TensorSpec([None, None, None], tf.float32, name="volume"),
                           tf.TensorSpec([3], tf.float32, name="spacing")],
         f"one volume as stored (e.g. a NIfTI's data) and its voxel size in mm -> a label volume of "
-        f"the same shape ({info.normalization} normalisation, slices along axis "
-        f"{info.slice_axis}, done in the graph), voxels and mL per foreground class",
+        f"the same shape ({info.normalization} normalisation, {how}, done in the graph), voxels "
+        f"and mL per foreground class",
         notes=["TF Serving REST: send it in the columnar form {\"inputs\": {\"volume\": ..., "
                "\"spacing\": [...]}} (one volume per request; there is no batch axis)"])
 
@@ -155,14 +170,19 @@ def _volume_signature(model, info):
 def _pixel_signature(model, info):
     import tensorflow as tf
 
-    size, channels = info.image_size, info.channels
+    shape = list(model.input_shape[1:])
+    three_d = info.spatial_dims == 3
 
     def segment_pixels(pixels):
         proba = model(pixels, training=False)
         return {"mask": tf.cast(tf.argmax(proba, axis=-1), tf.uint8), "probabilities": proba}
 
-    what = "normalised slices" if info.volumes else "images in [0, 1]"
-    return Signature(segment_pixels, [tf.TensorSpec([None, size, size, channels], tf.float32,
-                                                    name="pixels")],
-                     f"{what} already {size}x{size}x{channels} (the network's own input) -> "
-                     "class id per pixel and probabilities")
+    def segment_voxels(voxels):
+        return segment_pixels(voxels)
+
+    what = ("normalised volume patches" if three_d else
+            "normalised slices" if info.volumes else "images in [0, 1]")
+    name = "voxels" if three_d else "pixels"
+    return Signature(segment_voxels if three_d else segment_pixels, [tf.TensorSpec([None] + shape, tf.float32, name=name)],
+                     f"{what} already {'x'.join(map(str, shape))} (the network's own input) -> "
+                     f"class id per {name[:-1]} and probabilities")

@@ -1,8 +1,10 @@
 """Medical segmentation: a U-Net over the registry's pyramid, on 2D images and NIfTI volumes.
 
 Cases (volumes or 2D images) are what the pipeline splits, so slices of one volume stay on one
-side. Training sees 2D slices resized to ``image_size``; evaluation and prediction reassemble
-each case at its own size, and metrics are per case in physical units.
+side. In 2D mode training sees slices resized to ``image_size`` (or native-scale tiles); in 3D
+mode (a 3D backbone, or ``spatial_dims=3``) a 3D U-Net trains on patches of the volume, some
+centred on foreground, and predicts by sliding windows blended with a Gaussian. Evaluation and
+prediction reassemble each case at its own size, and metrics are per case in physical units.
 """
 
 import dataclasses
@@ -38,9 +40,12 @@ class MedicalSegmentationConfig(TrainConfig):
     data: str = option("builtin:hippocampus", help="images/ + masks/ folders, an MSD folder "
                        "(imagesTr/ + labelsTr/ NIfTI), builtin:hippocampus or builtin:phantoms")
     epochs: int = option(12, minimum=1, help="training epochs")
-    batch_size: int = option(32, minimum=1, help="slices per step")
+    batch_size: typing.Optional[int] = option(None, minimum=1,
+                                              help="slices (2D) or patches (3D) per step; "
+                                                   "default: 32 slices, 4 patches")
     backbone_options: dict = option({"batch_norm": True, "widths": [16, 32, 64]},
-                                    help="backbone builder arguments (defaults apply to basic_cnn only)")
+                                    help="backbone builder arguments (defaults apply to basic_cnn "
+                                    "and its 3D twin basic_cnn3d only)")
     image_size: int = option(48, minimum=8, help="square size slices are resized to for the network "
                              "(the tile size with tiling)")
     n_classes: typing.Optional[int] = option(None, minimum=2,
@@ -59,6 +64,23 @@ class MedicalSegmentationConfig(TrainConfig):
                                             "training; default: on for 2D images, off for volumes "
                                             "(anatomy has a fixed orientation; flips cost hippocampus "
                                             "0.8 Dice points)")
+    spatial_dims: typing.Optional[int] = option(None, choices=(2, 3),
+                                                help="2: slices of volumes (or 2D images); 3: a 3D "
+                                                     "U-Net on the volume itself; default: the "
+                                                     "backbone's (a 2D backbone's 3D twin is used "
+                                                     "with 3)")
+    patch_size: typing.Optional[list] = option(None, help="[depth, height, width] voxels of a 3D "
+                                               "training patch and sliding window; default: the "
+                                               "training volumes' median shape rounded up to a "
+                                               "multiple of 8, at most 96 per axis")
+    patches_per_case: int = option(2, minimum=1, help="3D patches drawn from each training volume")
+    foreground_share: float = option(0.33, minimum=0, maximum=1,
+                                     help="share of 3D patches centred on a foreground voxel")
+    shift: float = option(0.1, minimum=0, maximum=0.5,
+                          help="3D: random shift of each patch (and its mask) by up to this share "
+                               "of its size")
+    intensity_jitter: float = option(0.1, minimum=0, maximum=1,
+                                     help="3D: random gain and offset of each patch's intensities")
     tiling: str = option("auto", choices=("auto", "on", "off"),
                          help="train on image_size crops at the images' own scale and predict by "
                               "overlapping, blended tiles (off: resize whole slices); auto: on for "
@@ -81,6 +103,14 @@ class SegmentationPreprocessing(Preprocessing):
     normalization: str = "zscore"
     intensity_window: typing.Optional[list] = None
     empty_slice_fraction: float = 0.25
+    spatial_dims: int = 2  # 3: the network takes patches of the volume (runs before 3D mode: 2)
+    patch_size: typing.Optional[list] = None  # 3D: [depth, height, width] of a patch
+    patches_per_case: int = 2
+    foreground_share: float = 0.33
+
+    @property
+    def patch(self):
+        return tuple(int(s) for s in self.patch_size)
 
 
 @register_task("medical-segmentation")
@@ -92,6 +122,28 @@ class MedicalSegmentation(Task):
     builtin_data = tuple(readers.BUILTIN)
     key_metrics = ("dice", "iou", "hd95")
     lower_is_better = ("hd95",)  # a distance in mm (or pixels)
+
+    def settle(self, config):
+        """2D or 3D from ``spatial_dims`` and the backbone: a 3D backbone means 3D; asking for 3D
+        with a 2D backbone takes its registered 3D twin (basic_cnn -> basic_cnn3d); the batch
+        size follows (32 slices, 4 patches)."""
+        from pipelines.backbones import BACKBONES
+
+        entry = BACKBONES.entry(config.backbone)
+        dims = entry.meta.get("spatial_dims") or 2
+        wanted = config.spatial_dims or dims
+        backbone = config.backbone
+        if wanted != dims:
+            twin = _twin(config.backbone, wanted)
+            if twin is None:
+                raise UserError(f"--set spatial_dims={wanted}: backbone {config.backbone!r} is {dims}D "
+                                f"and has no registered {wanted}D twin; choose a {wanted}D backbone "
+                                f"(`cnn-tasks backbones` lists their dimensions)")
+            backbone = twin
+        if config.patch_size is not None:
+            _check_patch_size(config.patch_size)
+        batch = config.batch_size or (4 if wanted == 3 else 32)
+        return dataclasses.replace(config, backbone=backbone, spatial_dims=wanted, batch_size=batch)
 
     # -- data --------------------------------------------------------------------------------
     def load(self, spec, config):
@@ -123,6 +175,14 @@ class MedicalSegmentation(Task):
                                                   ["background"] + [f"class {i}" for i in range(1, n_classes)])
         three_d = cases[0].mask.ndim == 3
         size = int(max(config.image_size, min_size))
+        spatial_dims = int(config.spatial_dims or 2)
+        if spatial_dims == 3 and not three_d:
+            raise UserError(f"--data {train.spec}: 3D mode (spatial_dims=3, or a 3D backbone) needs "
+                            f"volumes, and these are 2D images; use a 2D backbone")
+        patch = None
+        if spatial_dims == 3:
+            patch = list(config.patch_size) if config.patch_size else default_patch(cases)
+            patch = [max(int(p), int(min_size)) for p in patch]
         larger = np.median([max(c.mask.shape[:2]) for c in cases]) > size
         tiled = config.tiling == "on" or (config.tiling == "auto" and not three_d and larger)
         return SegmentationPreprocessing(
@@ -130,7 +190,9 @@ class MedicalSegmentation(Task):
             tiled=bool(tiled), channels=1 if three_d else int(cases[0].image.shape[-1]),
             slice_axis=int(config.slice_axis), normalization=config.normalization,
             intensity_window=config.intensity_window,
-            empty_slice_fraction=float(config.empty_slice_fraction))
+            empty_slice_fraction=float(config.empty_slice_fraction), spatial_dims=spatial_dims,
+            patch_size=patch, patches_per_case=int(config.patches_per_case),
+            foreground_share=float(config.foreground_share))
 
     def align(self, dataset, info):
         """Another dataset scored by a trained run (``evaluate --data``) must use its classes: a
@@ -147,13 +209,18 @@ class MedicalSegmentation(Task):
         return dataset
 
     def input_shape(self, info):
+        if info.spatial_dims == 3:
+            return info.patch + (1,)
         return (info.image_size, info.image_size, info.channels)
+
+    def normalized_volume(self, case, info):
+        return volumes.normalize(case.image, method=info.normalization, window=info.intensity_window)
 
     def case_slices(self, case, info):
         """(images (n, h, w, c), masks (n, h, w)) of one case at its own resolution."""
         if not info.volumes:
             return case.image[None], self.mask_slices(case, info)
-        image = volumes.normalize(case.image, method=info.normalization, window=info.intensity_window)
+        image = self.normalized_volume(case, info)
         return volumes.to_slices(image, info.slice_axis)[..., None], self.mask_slices(case, info)
 
     def mask_slices(self, case, info):
@@ -175,8 +242,14 @@ class MedicalSegmentation(Task):
         return np.concatenate([tiles.grid(a, size, size)[0] for a in slices])
 
     def encode(self, dataset, info):
-        """Training slices (or tiles), chosen from the masks now and read case by case when
-        tf.data asks: all at once when they fit the memory cache, else streamed."""
+        """Training slices (or tiles, or 3D patches), chosen from the masks now and read case by
+        case when tf.data asks: all at once when they fit the memory cache, else streamed."""
+        if info.spatial_dims == 3:
+            cases = list(dataset.x)
+            stream = Streamed(functools.partial(self._patches, cases, info),
+                              counts=np.full(len(cases), info.patches_per_case),
+                              x_shape=info.patch + (1,), y_shape=info.patch)
+            return stream, stream.targets
         rng = np.random.default_rng(0)
         cases, keeps = list(dataset.x), []
         for case in cases:
@@ -205,10 +278,25 @@ class MedicalSegmentation(Task):
                 tf.image.resize(masks[..., None].astype(np.float32), (size, size),
                                 method="nearest").numpy()[..., 0].astype(np.int32))
 
+    def _patches(self, cases, info, index):
+        """(patches float32 (k, d, h, w, 1), masks int32 (k, d, h, w)) of volume ``index``: a
+        ``foreground_share`` of them centred on a random foreground voxel, the rest anywhere;
+        the same patches for the same case on every read (a seed per case)."""
+        case = cases[index]
+        image = tiles.pad_to(self.normalized_volume(case, info), info.patch)
+        mask = tiles.pad_to(case.mask, info.patch)
+        corners = patch_corners(mask, info.patch, info.patches_per_case, info.foreground_share,
+                                np.random.default_rng(index))
+        boxes = [tuple(slice(c, c + p) for c, p in zip(corner, info.patch)) for corner in corners]
+        return (np.stack([image[box] for box in boxes])[..., None].astype(np.float32),
+                np.stack([mask[box] for box in boxes]).astype(np.int32))
+
     def augment(self, config, info):
-        if not (config.augment if config.augment is not None else not info.volumes):
-            return None
-        return augmentation.flip_with_mask
+        flip = config.augment if config.augment is not None else not info.volumes
+        if info.spatial_dims == 3:
+            return augmentation.spatial_augmentation(flip=flip, shift=config.shift,
+                                                     intensity=config.intensity_jitter, masks=True)
+        return augmentation.flip_with_mask if flip else None
 
     def class_weight(self, y, config):
         return None  # per-pixel class weights live in the loss (loss_class_weights)
@@ -230,6 +318,12 @@ class MedicalSegmentation(Task):
         """The predicted class map of one case at its own size (volumes reassembled)."""
         import tensorflow as tf
 
+        if info.spatial_dims == 3:
+            def predict(batch):
+                return model.predict(batch, batch_size=4, verbose=0)
+
+            image = self.normalized_volume(case, info)[..., None]
+            return tiles.predict_tiled(predict, image, info.patch).argmax(axis=-1).astype(np.int16)
         images, masks = self.case_slices(case, info)
         if info.tiled:
             def predict(batch):
@@ -334,6 +428,48 @@ class MedicalSegmentation(Task):
 
     def format_prediction(self, record):
         return f"{record['input']} -> {record['mask']}  {record['voxels']}"
+
+
+def _twin(backbone, dims):
+    """The registered ``dims``-D twin of a backbone (3D ones name the 2D one they inflate)."""
+    from pipelines.backbones import BACKBONES
+
+    for name in BACKBONES.names():
+        meta = BACKBONES.entry(name).meta
+        if dims == 3 and meta.get("inflates") == backbone and meta.get("spatial_dims") == 3:
+            return name
+    inflated = BACKBONES.entry(backbone).meta.get("inflates")
+    return inflated if dims == 2 and inflated else None
+
+
+def _check_patch_size(patch):
+    if (not isinstance(patch, list) or len(patch) != 3
+            or not all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in patch)):
+        raise UserError(f"--set patch_size={patch}: give three positive whole numbers "
+                        f"[depth, height, width], e.g. --set patch_size=[40,56,40]")
+
+
+def default_patch(cases, multiple=8, largest=96):
+    """nnU-Net's rule of thumb on a CPU budget: the median volume shape, rounded up to a
+    multiple of ``multiple`` (so pooling halves it evenly), at most ``largest`` per axis."""
+    median = np.median([c.mask.shape for c in cases], axis=0)
+    return [int(min(largest, multiple * np.ceil(m / multiple))) for m in median]
+
+
+def patch_corners(mask, patch, count, foreground_share, rng):
+    """``count`` patch origins inside ``mask`` (already at least ``patch`` large): each centred
+    on a random foreground voxel with probability ``foreground_share``, else uniform."""
+    limits = np.array(mask.shape) - np.array(patch)
+    foreground = np.argwhere(mask > 0)
+    corners = []
+    for _ in range(count):
+        if len(foreground) and rng.random() < foreground_share:
+            centre = foreground[rng.integers(len(foreground))]
+            corner = np.clip(centre - np.array(patch) // 2, 0, limits)
+        else:
+            corner = np.array([rng.integers(0, limit + 1) for limit in limits])
+        corners.append(tuple(int(c) for c in corner))
+    return corners
 
 
 def _resize_mask(mask, shape):

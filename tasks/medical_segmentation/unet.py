@@ -1,36 +1,49 @@
 """U-Net decoder over a backbone's ``pyramid_outputs``, and the Dice + cross-entropy loss.
 
-The encoder is any image backbone of the registry: the decoder starts at the deepest level,
-and at each shallower level upsamples by 2 (bilinear), concatenates that level's features (the
-skip connection) and applies two conv 3x3 + batch norm + ReLU. A last stage upsamples from
-stride 2 (``P1``) to full resolution, so the softmax map has the input's size.
+The encoder is any image backbone of the registry, 2D or 3D (one code path, as MONAI's
+``spatial_dims``): the decoder starts at the deepest level, and at each shallower level
+upsamples (bilinear in 2D, voxel repetition in 3D) to that level's size, concatenates its
+features (the skip connection) and applies two conv 3x3(x3) + batch norm + ReLU. A last stage
+upsamples from the finest level to full resolution, so the softmax map has the input's size.
+Layer names do not depend on the dimensions, so a 2D U-Net's weights find their 3D twins.
 """
 
 import keras
 from keras import layers
 
 from pipelines.backbones import pyramid_outputs
+from pipelines.backbones.spatial import layer, spatial_dims_of
 
 
 def conv_block(x, width, name):
+    conv = layer("conv", spatial_dims_of(x.shape[1:]))
     for i in (1, 2):
-        x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
+        x = conv(width, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
         x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn{i}")(x)
         x = layers.ReLU(name=f"{name}_relu{i}")(x)
     return x
 
 
 def _fit_to(x, reference, name):
-    """Upsample ``x`` by 2 and crop to ``reference``'s size (odd sizes round up in the encoder)."""
-    x = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_up")(x)
-    height, width = reference.shape[1], reference.shape[2]
-    if x.shape[1] != height or x.shape[2] != width:
-        x = layers.Cropping2D(((0, x.shape[1] - height), (0, x.shape[2] - width)), name=f"{name}_crop")(x)
+    """Upsample ``x`` to ``reference``'s grid: by that level's stride ratio on each axis (2, or 1
+    along an axis an anisotropic backbone did not pool), then cropped where odd sizes rounded up
+    in the encoder."""
+    target = tuple(reference.shape[1:-1])
+    factors = tuple(max(1, -(-t // s)) for t, s in zip(target, x.shape[1:-1]))
+    if len(target) == 2:
+        x = layers.UpSampling2D(factors, interpolation="bilinear", name=f"{name}_up")(x)
+    else:
+        x = layers.UpSampling3D(factors, name=f"{name}_up")(x)
+    excess = tuple(s - t for s, t in zip(x.shape[1:-1], target))
+    if any(excess):
+        crop = layers.Cropping2D if len(target) == 2 else layers.Cropping3D
+        x = crop(tuple((0, e) for e in excess), name=f"{name}_crop")(x)
     return x
 
 
 def build_unet(backbone, n_classes, *, decoder_width=32):
-    """image -> backbone pyramid -> U-Net decoder -> per-pixel class probabilities."""
+    """image or volume -> backbone pyramid -> U-Net decoder -> per-pixel (voxel) class
+    probabilities."""
     inputs = keras.Input(backbone.input_shape[1:], name="image")
     pyramid = backbone(inputs)
     levels = sorted(pyramid_outputs(backbone), key=lambda level: int(level[1:]))
@@ -41,10 +54,10 @@ def build_unet(backbone, n_classes, *, decoder_width=32):
         x = _fit_to(x, skip, f"decoder_p{k}")
         x = layers.Concatenate(name=f"decoder_p{k}_skip")([x, skip])
         x = conv_block(x, decoder_width * 2 ** (k - 1), f"decoder_p{k}")
-    if int(levels[0][1:]) != 0:
+    if tuple(x.shape[1:-1]) != tuple(inputs.shape[1:-1]):
         x = _fit_to(x, inputs, "decoder_full")
         x = conv_block(x, decoder_width, "decoder_full")
-    logits = layers.Conv2D(n_classes, 1, name="logits")(x)
+    logits = layer("conv", spatial_dims_of(inputs.shape[1:]))(n_classes, 1, name="logits")(x)
     probabilities = layers.Activation("softmax", name="probabilities", dtype="float32")(logits)
     return keras.Model(inputs, probabilities, name="unet")
 
@@ -53,7 +66,8 @@ def build_unet(backbone, n_classes, *, decoder_width=32):
 class DiceCrossEntropy(keras.losses.Loss):
     """``ce_weight`` x cross-entropy + ``dice_weight`` x (1 - soft Dice over foreground classes).
 
-    Labels are integer maps (batch, h, w); predictions softmax maps (batch, h, w, classes).
+    Labels are integer maps (batch, h, w) or (batch, d, h, w); predictions softmax maps with a
+    last axis of classes.
     ``class_weights`` (one per class) weight the cross-entropy for tiny structures.
     """
 
@@ -72,8 +86,8 @@ class DiceCrossEntropy(keras.losses.Loss):
         ce = -ops.sum(onehot * ops.log(y_pred), axis=-1)
         if self.class_weights:
             ce = ce * ops.take(ops.convert_to_tensor(self.class_weights, "float32"), labels)
-        ce = ops.mean(ce, axis=(1, 2))
-        axes = (1, 2)
+        axes = tuple(range(1, len(y_pred.shape) - 1))
+        ce = ops.mean(ce, axis=axes)
         intersection = ops.sum(onehot * y_pred, axis=axes)[:, 1:]
         total = ops.sum(onehot, axis=axes)[:, 1:] + ops.sum(y_pred, axis=axes)[:, 1:]
         dice = (2.0 * intersection + self.smooth) / (total + self.smooth)

@@ -83,12 +83,12 @@ class VolumeClassification(ClassificationTask):
         return self.network_input(dataset.x["volumes"], info), np.asarray(dataset.y, np.int32)
 
     def augment(self, config, info):
-        from tasks.volume_classification.augment import volume_augmentation
+        from pipelines.augmentation import spatial_augmentation
 
         if not config.augment:
             return None
-        return volume_augmentation(flip=config.augment_flip, shift=config.augment_shift,
-                                   intensity=config.augment_intensity)
+        return spatial_augmentation(flip=config.augment_flip, shift=config.augment_shift,
+                                    intensity=config.augment_intensity)
 
     def build(self, backbone, info, config):
         return build_classifier(backbone, len(info.class_names), pool="avg", norm=self.head_norm(config),

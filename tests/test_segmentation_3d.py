@@ -1,0 +1,106 @@
+"""3D mode of medical segmentation, piece by piece: patches, sliding windows, the U-Net in 3D,
+and how the configuration settles 2D or 3D."""
+
+import numpy as np
+import pytest
+
+from pipelines.errors import UserError
+from tasks.medical_segmentation import tiles
+from tasks.medical_segmentation.task import MedicalSegmentation, default_patch, patch_corners
+
+
+@pytest.mark.parametrize("shape", [(13, 17, 11), (8, 8, 8), (5, 20, 7)])
+def test_a_pointwise_network_is_reassembled_exactly_from_3d_patches(shape):
+    rng = np.random.default_rng(0)
+    volume = rng.random(shape + (1,)).astype(np.float32)
+    calls = []
+
+    def predict(batch):
+        calls.append(batch.shape)
+        return np.concatenate([1 - batch, batch], axis=-1)
+
+    proba = tiles.predict_tiled(predict, volume, (8, 8, 8))
+    assert proba.shape == shape + (2,)
+    assert calls[0][1:] == (8, 8, 8, 1)
+    np.testing.assert_allclose(proba[..., 1], volume[..., 0], atol=1e-6)
+
+
+def test_3d_windows_are_gaussian_and_2d_ones_stay_hann():
+    weights = tiles.window((9, 9, 9))
+    assert weights.shape == (9, 9, 9)
+    assert np.unravel_index(weights.argmax(), weights.shape) == (4, 4, 4)
+    np.testing.assert_allclose(weights, weights[::-1, ::-1, ::-1])
+    assert weights.min() > 0 and weights[4, 4, 0] < 0.01 * weights[4, 4, 4]  # sigma = size / 8
+    flat = tiles.window(9)
+    ramp = np.hanning(11)[1:-1]
+    np.testing.assert_allclose(flat - 1e-3, np.outer(ramp, ramp) / np.outer(ramp, ramp).max(), atol=1e-6)
+
+
+def test_patch_corners_stay_inside_and_centre_on_foreground_when_asked():
+    mask = np.zeros((30, 40, 20), np.int16)
+    mask[25:28, 2:4, 15:18] = 1
+    rng = np.random.default_rng(0)
+    for corner in patch_corners(mask, (8, 8, 8), 50, 1.0, rng):
+        box = tuple(slice(c, c + 8) for c in corner)
+        assert all(0 <= c <= s - 8 for c, s in zip(corner, mask.shape))
+        assert mask[box].any()
+    anywhere = patch_corners(mask, (8, 8, 8), 200, 0.0, rng)
+    assert sum(mask[tuple(slice(c, c + 8) for c in corner)].any() for corner in anywhere) < 20
+    assert len(set(anywhere)) > 100
+
+
+def test_the_default_patch_is_the_median_shape_rounded_up_to_8_and_capped():
+    class Case:
+        def __init__(self, shape):
+            self.mask = np.zeros(shape)
+
+    assert default_patch([Case((35, 50, 36)), Case((31, 40, 24)), Case((43, 59, 47))]) == [40, 56, 40]
+    assert default_patch([Case((300, 20, 512))]) == [96, 24, 96]
+
+
+@pytest.mark.parametrize("shape", [(16, 16, 16), (13, 17, 11)])
+def test_the_3d_unet_answers_every_voxel_of_its_input(shape):
+    from pipelines.backbones import create_backbone
+    from tasks.medical_segmentation.unet import DiceCrossEntropy, build_unet
+
+    backbone = create_backbone("basic_cnn3d", shape + (1,), widths=[4, 8, 8], batch_norm=True)
+    model = build_unet(backbone, 3, decoder_width=4)
+    assert model.output_shape == (None,) + shape + (3,)
+    assert {layer.name for layer in model.layers} >= {"decoder_p1_conv1", "decoder_full_conv1", "logits"}
+    labels = np.random.default_rng(0).integers(0, 3, (2,) + shape)
+    perfect = np.eye(3, dtype=np.float32)[labels]
+    loss = DiceCrossEntropy(3)
+    assert float(loss(labels, perfect)) < 1e-3
+    assert float(loss(labels, np.full_like(perfect, 1 / 3))) > 1.0
+
+
+def _settled(**values):
+    from pipelines import config as config_lib
+
+    task = MedicalSegmentation()
+    return task.settle(config_lib.resolve(task.Config, sets=values))
+
+
+def test_spatial_dims_and_backbone_settle_together():
+    plain = _settled()
+    assert (plain.spatial_dims, plain.backbone, plain.batch_size) == (2, "basic_cnn", 32)
+    asked = _settled(spatial_dims=3)
+    assert (asked.spatial_dims, asked.backbone, asked.batch_size) == (3, "basic_cnn3d", 4)
+    assert asked.backbone_options == plain.backbone_options  # the twin takes the same arguments
+    by_backbone = _settled(backbone="resnet18_3d")
+    assert (by_backbone.spatial_dims, by_backbone.batch_size) == (3, 4)
+    assert _settled(backbone="resnet18_3d", spatial_dims=2).backbone == "resnet18"
+    assert _settled(spatial_dims=3, batch_size=2).batch_size == 2
+    assert MedicalSegmentation().settle(asked) == asked  # idempotent (a resumed run settles again)
+    # the twin of the task's default backbone keeps the default builder options
+    assert _settled(backbone="basic_cnn3d").backbone_options == plain.backbone_options
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"backbone": "mobilenet_v2", "spatial_dims": 3}, "is 2D and has no registered 3D twin"),
+    ({"spatial_dims": 3, "patch_size": [8, 8]}, "give three positive whole numbers"),
+    ({"spatial_dims": 3, "patch_size": [8, 0, 8]}, "give three positive whole numbers"),
+])
+def test_impossible_3d_settings_are_refused_with_the_fix(values, message):
+    with pytest.raises(UserError, match=message):
+        _settled(**values)
