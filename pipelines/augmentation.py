@@ -8,6 +8,8 @@ per-example values from that seed with stateless ops (``tf.random.stateless_*``,
 same pixels whichever thread runs the batch, and the batch is transformed in one vectorised call.
 """
 
+import numpy as np
+
 
 def batch_seeds(seed):
     """An endless dataset of ``[2]`` int64 seeds, a new sequence each epoch (iteration), the
@@ -123,6 +125,33 @@ def intensity_jitter(images, seed, amount):
     return images * gain + offset * spread
 
 
+def rotations(images, seed, degrees, interpolation="bilinear"):
+    """Each example turned by up to +/- ``degrees`` about its centre, in the plane of the last
+    two spatial axes (height, width): a 2D image in its plane, a volume about its depth axis,
+    every slice by the same angle. Edges are mirrored into the corners."""
+    import keras
+    import tensorflow as tf
+
+    count = tf.shape(images)[0]
+    angle = tf.random.stateless_uniform([count], seed, -degrees, degrees) * (np.pi / 180.0)
+    height, width = images.shape[-3], images.shape[-2]
+    cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    zero = tf.zeros_like(angle)
+    # output (x, y) reads input (cos*(x-cx) - sin*(y-cy) + cx, sin*(x-cx) + cos*(y-cy) + cy)
+    transforms = tf.stack([cos, -sin, cx - cos * cx + sin * cy,
+                           sin, cos, cy - sin * cx - cos * cy, zero, zero], axis=1)
+    planes = images
+    depth = 1
+    if len(images.shape) == 5:  # [N, D, H, W, C]: every slice of a volume by its volume's angle
+        depth = images.shape[1]
+        planes = tf.reshape(images, [-1, height, width, images.shape[-1]])
+        transforms = tf.repeat(transforms, depth, axis=0)
+    turned = keras.ops.image.affine_transform(planes, transforms, interpolation=interpolation,
+                                              fill_mode="reflect")
+    return tf.reshape(turned, tf.shape(images))
+
+
 def with_mask(transform, images, masks, *args):
     """A geometric ``transform(images, *args)`` applied to images and their label masks
     ``[N, *spatial]`` together (the mask rides as one more channel and is rounded back)."""
@@ -132,12 +161,15 @@ def with_mask(transform, images, masks, *args):
     return both[..., :-1], tf.cast(tf.round(both[..., -1]), masks.dtype)
 
 
-def spatial_augmentation(*, flip, shift, intensity, masks=False):
+def spatial_augmentation(*, flip, shift, intensity, rotate=0, masks=False):
     """``apply(x, y, seed)`` for batches of images or volumes ``[N, *spatial, C]``: flips along
-    each axis (if ``flip``), a shift by up to ``shift`` of the size, an intensity jitter of
-    ``intensity``; with ``masks`` the targets are label maps moved with their inputs. None when
+    each axis (if ``flip``), a rotation by up to ``rotate`` degrees, a shift by up to ``shift`` of
+    the size, an intensity jitter of ``intensity``; with ``masks`` the targets are label maps
+    moved with their inputs (rotated with nearest-neighbour, so labels stay labels). None when
     nothing is asked."""
-    if not (flip or shift or intensity):
+    import tensorflow as tf
+
+    if not (flip or shift or intensity or rotate):
         return None
 
     def geometric(transform, x, y, *args):
@@ -145,8 +177,14 @@ def spatial_augmentation(*, flip, shift, intensity, masks=False):
 
     def apply(x, y, seed):
         flip_seed, shift_seed, jitter_seed = split(seed, 3)
+        rotate_seed = tf.random.experimental.stateless_fold_in(seed, 4)  # the others' draws unchanged
         if flip:
             x, y = geometric(axis_flips, x, y, flip_seed)
+        if rotate:
+            x = rotations(x, rotate_seed, rotate)
+            if masks:
+                labels = rotations(tf.cast(y[..., None], x.dtype), rotate_seed, rotate, "nearest")
+                y = tf.cast(tf.round(labels[..., 0]), y.dtype)
         if shift:
             x, y = geometric(shifts, x, y, shift_seed, shift)
         if intensity:

@@ -1,4 +1,4 @@
-"""A model rewritten with TFLite's builtin ops where Keras uses ops TFLite lacks.
+"""A model rewritten with TFLite's builtin ops where Keras uses ops TFLite lacks, in float32.
 
 TFLite has Conv3D but no 3D pooling kernel: MaxPool3D and AvgPool3D are TF Select ops, which the
 LiteRT wheel cannot run. For a TFLite export, each 2x2x2 3D pooling layer is swapped for an exact
@@ -49,13 +49,25 @@ def _replacement(layer):
     return DepthSlicedPooling3D(kind, name=layer.name)
 
 
+def _bfloat16(layer):
+    return getattr(layer, "compute_dtype", "float32") == "bfloat16"
+
+
 def for_tflite(model):
-    """``model`` itself, or a clone (same weights) whose 3D pooling uses TFLite builtin ops."""
-    if not any(_replacement(layer) for layer in _all_layers(model)):
+    """``model`` itself, or a clone (same weights) whose 3D pooling uses TFLite builtin ops and
+    whose layers compute in float32 (a ``mixed_bfloat16`` run's layers included: TFLite's float
+    kernels are float32)."""
+    if not any(_replacement(layer) or _bfloat16(layer) for layer in _all_layers(model)):
         return model
 
     def clone(layer):
-        return _replacement(layer) or layer.__class__.from_config(layer.get_config())
+        replacement = _replacement(layer)
+        if replacement is not None:
+            return replacement
+        config = layer.get_config()
+        if _bfloat16(layer):
+            config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
 
     twin = keras.models.clone_model(model, clone_function=clone, recursive=True)
     twin.set_weights(model.get_weights())

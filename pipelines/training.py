@@ -7,6 +7,7 @@ first phase trains the head only; ``fine_tune_epochs`` then unfreezes the backbo
 a lower learning rate in the same history.
 """
 
+import contextlib
 import csv
 import math
 import time
@@ -28,6 +29,19 @@ class FitResult:
     samples_per_second: float
     best_epoch: int
     monitor: str
+
+
+@contextlib.contextmanager
+def compute_precision(policy):
+    """Layers built inside compute in ``policy`` (a Keras dtype policy such as
+    ``mixed_bfloat16``); the global policy is restored afterwards. Each layer keeps its policy in
+    model.keras, so a loaded run computes as it trained."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def make_optimizer(config, *, steps_per_epoch, epochs, lr_scale=1.0):

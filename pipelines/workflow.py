@@ -134,7 +134,7 @@ def _build_and_fit(state, echo):
     task, config, placement, info, run_dir = state.task, state.config, state.placement, state.info, state.run_dir
     arguments = task.backbone_arguments(info, config)
     meta = transfer.backbone_meta(config, task.input_shape(info), arguments=arguments)
-    with placement.strategy.scope():
+    with placement.strategy.scope(), training.compute_precision(config.precision):
         backbone, origin = transfer.build_backbone(config, task.input_shape(info), state.source,
                                                    arguments=arguments,
                                                    vocabulary=task.embedding_tokens(info))

@@ -136,3 +136,19 @@ def test_volume_shifts_and_flips_move_the_mask_with_its_image():
     x, y = apply(tf.constant(images), tf.constant(masks), tf.constant([4, 2], tf.int64))
     np.testing.assert_array_equal(x.numpy()[..., 0], y.numpy() * 10.0)
     assert y.dtype == tf.int32 and not np.array_equal(y.numpy(), masks)  # something moved
+
+
+def test_rotations_turn_volumes_about_depth_and_keep_labels_labels():
+    import tensorflow as tf
+
+    masks = np.zeros((8, 3, 15, 15), np.int32)
+    masks[:, :, 7, 2:13] = 2  # a horizontal bar through the centre of every slice
+    images = masks[..., None].astype(np.float32)
+    apply = augmentation.spatial_augmentation(flip=False, shift=0, intensity=0, rotate=90, masks=True)
+    x, y = apply(tf.constant(images), tf.constant(masks), tf.constant([7, 1], tf.int64))
+    x, y = x.numpy(), y.numpy()
+    assert set(np.unique(y)) <= {0, 2}  # nearest neighbour: no label 1 between 0 and 2
+    np.testing.assert_array_equal(y[:, 0], y[:, 2])  # one angle per volume, all slices alike
+    assert y[:, :, 7, 7].all()  # the centre stays put
+    assert (y != masks).any(axis=(1, 2, 3)).sum() >= 6  # most bars turned
+    assert np.abs(x[..., 0] - y * 1.0).mean() < 0.2  # the image turned with its mask

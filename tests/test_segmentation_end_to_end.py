@@ -337,3 +337,27 @@ def test_3d_mode_refuses_2d_images_before_making_a_run(tmp_path, out, capsys):
                    "--backbone", "efficientnet_b0", "--set", "spatial_dims=3") == 2
     assert "has no registered 3D twin" in _one_error_line(capsys)
     assert not out.exists()
+
+
+def test_a_bfloat16_run_computes_in_bfloat16_and_exports_float32_tflite(tmp_path):
+    """precision=mixed_bfloat16: layers compute in bfloat16 (kept in model.keras), weights and
+    probabilities stay float32, and TFLite gets a float32 twin of the network."""
+    import keras
+
+    from pipelines import workflow
+
+    data, _ = _msd(tmp_path / "msd", n=6)
+    assert run_cli("train", "medical-segmentation", "--data", data, "--output", tmp_path / "runs",
+                   *TINY, *THREE_D, "--epochs", 1, "--set", "precision=mixed_bfloat16") == 0
+    run_dir = _only_run(tmp_path / "runs")
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    *_, task, config, info, model = workflow.load_run(run_dir)
+    conv = model.get_layer("backbone").get_layer("stage1_conv1")
+    assert conv.compute_dtype == "bfloat16" and conv.kernel.dtype == "float32"
+    stream, _ = task.encode(task.load(str(data), config), info)
+    x, _ = stream.load()
+    expected = model.predict(x[:2], verbose=0)
+    assert expected.dtype == np.float32
+    assert run_cli("export", run_dir, "--format", "tflite", "--out", tmp_path / "tfl") == 0
+    got = run_tflite(tmp_path / "tfl" / "1" / "model.tflite", "segment_voxels", voxels=x[:2])
+    np.testing.assert_allclose(got["probabilities"], expected, atol=0.05)  # bfloat16 keeps ~3 digits

@@ -81,6 +81,9 @@ class MedicalSegmentationConfig(TrainConfig):
                                "of its size")
     intensity_jitter: float = option(0.1, minimum=0, maximum=1,
                                      help="3D: random gain and offset of each patch's intensities")
+    rotate: float = option(0.0, minimum=0, maximum=45,
+                           help="3D: random rotation of each patch and its mask about the depth "
+                                "axis, up to this many degrees")
     tiling: str = option("auto", choices=("auto", "on", "off"),
                          help="train on image_size crops at the images' own scale and predict by "
                               "overlapping, blended tiles (off: resize whole slices); auto: on for "
@@ -294,7 +297,7 @@ class MedicalSegmentation(Task):
     def augment(self, config, info):
         flip = config.augment if config.augment is not None else not info.volumes
         if info.spatial_dims == 3:
-            return augmentation.spatial_augmentation(flip=flip, shift=config.shift,
+            return augmentation.spatial_augmentation(flip=flip, shift=config.shift, rotate=config.rotate,
                                                      intensity=config.intensity_jitter, masks=True)
         return augmentation.flip_with_mask if flip else None
 

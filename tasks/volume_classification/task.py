@@ -36,6 +36,8 @@ class VolumeClassificationConfig(ClassificationConfig):
     augment_flip: bool = option(True, help="flip along depth, height and width, each on its own")
     augment_shift: float = option(0.1, minimum=0, maximum=0.4, help="shift, fraction of each axis")
     augment_intensity: float = option(0.1, minimum=0, maximum=0.5, help="gain/offset jitter")
+    augment_rotate: float = option(0.0, minimum=0, maximum=45,
+                                   help="rotation about the depth axis, up to this many degrees")
     head_dropout: float = option(0.3, minimum=0, maximum=0.9, help="dropout before the classifier")
     figure_cases: int = option(6, minimum=0, help="test volumes shown with 3D Grad-CAM")
 
@@ -88,7 +90,7 @@ class VolumeClassification(ClassificationTask):
         if not config.augment:
             return None
         return spatial_augmentation(flip=config.augment_flip, shift=config.augment_shift,
-                                    intensity=config.augment_intensity)
+                                    intensity=config.augment_intensity, rotate=config.augment_rotate)
 
     def build(self, backbone, info, config):
         return build_classifier(backbone, len(info.class_names), pool="avg", norm=self.head_norm(config),
