@@ -137,6 +137,23 @@ def labelled_arrays(path, *, layout="MedMNIST"):
     return arrays["x"], np.asarray(arrays["y"]).reshape(-1), None, "x/y arrays", arrays
 
 
+def npz_class_names(arrays, values, path):
+    """Names of the label ``values`` found in an ``.npz``: its ``class_names`` array, indexed by
+    label (e.g. ``class_names=np.array(["benign", "malignant"])`` beside ``y`` of 0/1), or else
+    the values themselves."""
+    if "class_names" not in arrays.files:
+        return [str(v) for v in values]
+    try:
+        names = [str(n) for n in np.asarray(arrays["class_names"]).reshape(-1)]
+    except ValueError:
+        raise UserError(f"{path}: class_names must be an array of strings (it holds Python objects, "
+                        f"which are not loaded)") from None
+    if not np.issubdtype(values.dtype, np.integer) or values.min() < 0 or values.max() >= len(names):
+        raise UserError(f"{path}: class_names has {len(names)} names, so the labels must be whole "
+                        f"numbers 0..{len(names) - 1}; found {', '.join(map(str, values[:6]))}")
+    return [names[int(v)] for v in values]
+
+
 def require_two_classes(labels, class_names, where):
     if len(set(np.asarray(labels).tolist())) < 2:
         raise UserError(f"{where}: only one class ({class_names[0] if class_names else '?'}); "

@@ -38,6 +38,12 @@ def test_npz_volumes_with_patients_split_by_patient(tmp_path):
     assert sorted(np.concatenate(list(splits.values())).tolist()) == list(range(40))
 
 
+def test_npz_class_names_name_the_labels(tmp_path):
+    x, y = _volumes(10)
+    np.savez(tmp_path / "v.npz", x=x, y=y, class_names=np.array(["benign", "malignant"]))
+    assert readers.load(str(tmp_path / "v.npz")).info["class_names"] == ["benign", "malignant"]
+
+
 def test_nifti_class_folders_read_as_depth_height_width(tmp_path):
     x, y = _volumes(8)
     for i, (volume, label) in enumerate(zip(x, y)):
@@ -53,6 +59,8 @@ def test_nifti_class_folders_read_as_depth_height_width(tmp_path):
     (lambda p: np.savez(p, x=np.zeros((6, 2, 4, 4, 4, 1)), y=np.arange(6) % 2), "expected volumes"),
     (lambda p: np.savez(p, x=np.full((6, 4, 4, 4), np.nan), y=np.arange(6) % 2), "NaN or infinite voxel"),
     (lambda p: np.savez(p, x=np.zeros((6, 4, 4, 4)), y=np.arange(5) % 2), "6 volumes but 5 labels"),
+    (lambda p: np.savez(p, x=np.zeros((6, 4, 4, 4)), y=np.arange(6) % 3, class_names=np.array(["a", "b"])),
+     "class_names has 2 names, so the labels must be whole numbers 0..1"),
 ])
 def test_bad_npz_exits_2_with_one_line(tmp_path, capsys, make, expected):
     make(tmp_path / "bad.npz")

@@ -12,7 +12,7 @@ import numpy as np
 
 from pipelines import imaging
 from pipelines.data import (SPLIT_NAMES, Dataset, builtin_name, given_splits, labelled_arrays,
-                            manifest_rows, require_two_classes)
+                            manifest_rows, npz_class_names, require_two_classes)
 from pipelines.errors import UserError
 from pipelines.image_files import lazy_or_loaded
 
@@ -101,7 +101,7 @@ def load_csv(path, *, image_size=None, channels=None, path_column="path", label_
 
 def load_npz(path):
     """``x`` (N,H,W) or (N,H,W,C) and ``y``; or MedMNIST ``{train,val,test}_{images,labels}``."""
-    x, y, split_of, kind, _ = labelled_arrays(path)
+    x, y, split_of, kind, arrays = labelled_arrays(path)
     given = given_splits(split_of) if split_of else None
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
         bad = int(np.count_nonzero(~np.isfinite(x)))
@@ -114,7 +114,7 @@ def load_npz(path):
                         f"got x {x.shape}, y {y.shape}")
     x, scale = imaging.to_unit_range(x)
     values = np.unique(y)
-    class_names = [str(v) for v in values]
+    class_names = npz_class_names(arrays, values, path)
     labels = np.searchsorted(values, y)
     require_two_classes(labels, class_names, path)
     return Dataset(x, labels, str(path), f"{kind} in {path.name}: {len(y)} images, "

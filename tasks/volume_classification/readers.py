@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.data import (Dataset, builtin_name, given_splits, labelled_arrays, manifest_rows,
-                            require_two_classes)
+                            npz_class_names, require_two_classes)
 from pipelines.errors import UserError
 
 BUILTIN = ("shapes3d",)
@@ -60,7 +60,7 @@ def load_npz(path, *, volume_size=None):
     volumes = _as_volumes(x, str(path), volume_size)
     values = np.unique(y)
     labels = np.searchsorted(values, y)
-    class_names = [str(v) for v in values]
+    class_names = npz_class_names(arrays, values, path)
     require_two_classes(labels, class_names, path)
     group_key = next((k for k in GROUP_KEYS if k in extras), None)
     group = _group_ids(extras[group_key]) if group_key else np.arange(len(y))
