@@ -34,9 +34,13 @@ def backbone_meta(config, input_shape, run_dir=None, arguments=None):
 
 
 def save_backbone(model, run_dir, meta):
+    """backbone.weights.h5, and backbone.json: ``meta`` plus each level's strides per axis."""
+    from pipelines.backbones.base import level_strides
+
     backbone = model.get_layer(BACKBONE_LAYER_NAME)
     runs.save_weights(backbone, Path(run_dir) / WEIGHTS_FILE)
-    runs.write_json(Path(run_dir) / META_FILE, meta)
+    strides = level_strides(backbone)  # None or {} for text backbones
+    runs.write_json(Path(run_dir) / META_FILE, {**meta, **({"strides": strides} if strides else {})})
 
 
 def builder_options(config, arguments=None):

@@ -107,3 +107,25 @@ def test_a_2d_backbone_inflated_into_its_3d_twin_answers_identical_slices_as_in_
     response_3d = keras.Model(deep.input, deep.get_layer(first).output)(volume).numpy()
     for depth in range(1, 7):  # slices 0 and 7 see the zero padding
         np.testing.assert_allclose(response_3d[:, depth], response_2d, rtol=1e-5, atol=1e-5)
+
+
+def test_a_thin_volume_can_keep_its_depth_and_the_strides_are_declared():
+    """Anisotropic pooling: [1,2,2] first keeps depth; each level's strides follow, U-Net decoders
+    upsample by them, and the TFLite rewrite pools the same way."""
+    import keras
+
+    from pipelines.backbones import create_backbone
+    from pipelines.backbones.base import level_strides
+    from pipelines.tflite_ops import for_tflite
+    from tasks.medical_segmentation.unet import build_unet
+
+    backbone = create_backbone("basic_cnn3d", (8, 16, 12, 1), widths=[4, 4, 8], pool_sizes=[[1, 2, 2], 2, 2])
+    assert level_strides(backbone) == {"P1": [1, 2, 2], "P2": [2, 4, 4], "P3": [4, 8, 8]}
+    assert tuple(backbone.output["P3"].shape[1:4]) == (2, 2, 2)
+    unet = build_unet(backbone, 2, decoder_width=4)
+    assert unet.output_shape == (None, 8, 16, 12, 2)
+    x = np.random.default_rng(0).normal(size=(2, 8, 16, 12, 1)).astype(np.float32)
+    np.testing.assert_allclose(for_tflite(unet).predict(x, verbose=0), unet.predict(x, verbose=0), atol=1e-5)
+    with pytest.raises(Exception, match="each stage pools by 1 or 2"):
+        create_backbone("basic_cnn3d", (8, 8, 8, 1), widths=[4], pool_sizes=[[3, 2, 2]])
+    keras.backend.clear_session()

@@ -290,6 +290,8 @@ def test_a_3d_run_trains_on_patches_and_predicts_whole_volumes(volume_3d_run, tm
     config = json.loads((run_dir / "config.json").read_text())
     assert config["config"]["backbone"] == "basic_cnn3d" and config["config"]["batch_size"] == 4
     assert config["preprocessing"]["spatial_dims"] == 3 and config["preprocessing"]["patch_size"] == [8, 8, 8]
+    backbone = json.loads((run_dir / "backbone.json").read_text())
+    assert backbone["spatial_dims"] == 3 and backbone["strides"] == {"P1": [2, 2, 2], "P2": [4, 4, 4]}
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert 0 <= metrics["metrics"]["dice"] <= 1 and "hd95" in metrics["baseline"]["metrics"]
     capsys.readouterr()

@@ -3,7 +3,9 @@
 A backbone is a plain functional ``keras.Model`` named ``"backbone"`` whose output is a dict of
 feature maps by level: ``{"P1": ..., "P2": ..., ...}``. Level ``Pk`` has stride ``2**k`` along
 every spatial axis: for an input of H x W its spatial size is ``ceil(H / 2**k) x ceil(W / 2**k)``,
-and for a volume of D x H x W also ``ceil(D / 2**k)`` in depth. The registry entry says whether a
+and for a volume of D x H x W also ``ceil(D / 2**k)`` in depth. A volume backbone may pool an
+axis less where the volume is thin (anisotropic strides, as nnU-Net plans them): it declares
+each level's strides, at most ``2**k`` per axis, and backbone.json records them. The registry entry says whether a
 backbone takes images (``spatial_dims=2``, input H x W x C) or volumes (3, input D x H x W x C). Backbones expose as many
 levels as their depth gives (``basic_cnn`` with three stages: P1..P3; ``resnet18``: P1..P5).
 
@@ -40,12 +42,31 @@ def register_backbone(name, *, modality, min_size=1, note="", spatial_dims=None,
                               spatial_dims=spatial_dims, **meta)
 
 
-def make_backbone(inputs, pyramid, *, name=BACKBONE_LAYER_NAME):
-    """Wrap an input and its dict of level tensors as a backbone, checking the stride contract."""
+def make_backbone(inputs, pyramid, *, name=BACKBONE_LAYER_NAME, strides=None):
+    """Wrap an input and its dict of level tensors as a backbone, checking the stride contract
+    (``strides``: per level, one stride per axis where a backbone pools anisotropically)."""
     model = keras.Model(inputs, dict(sorted(pyramid.items())), name=name)
-    validate_pyramid(model)
+    validate_pyramid(model, strides)
     model.pyramid_outputs = model.output
     return model
+
+
+def level_strides(backbone):
+    """{level: [stride per spatial axis]} read off the built backbone (2**k on every axis unless
+    it pools anisotropically); recorded in backbone.json."""
+    spatial = tuple(backbone.input_shape[1:-1])
+    if not all(spatial):
+        return None
+
+    def stride(size, out):  # the power of two that gives ``out`` = ceil(size / stride)
+        value = 1
+        while math.ceil(size / value) > out:
+            value *= 2
+        return value
+
+    return {level: [stride(size, out) for size, out in zip(spatial, tensor.shape[1:-1])]
+            for level, tensor in sorted(pyramid_outputs(backbone).items())
+            if len(tensor.shape) == len(spatial) + 2}
 
 
 def pyramid_outputs(backbone):
@@ -60,17 +81,22 @@ def deepest_level(backbone):
     return max(pyramid_outputs(backbone), key=lambda level: int(level[1:]))
 
 
-def validate_pyramid(backbone):
-    """Raise ValueError unless every level Pk has spatial size ceil(size / 2**k) on every axis
-    (images and volumes alike; a text backbone's sequence levels are not checked)."""
+def validate_pyramid(backbone, strides=None):
+    """Raise ValueError unless every level Pk has spatial size ceil(size / stride) on every axis,
+    the stride being 2**k (images and volumes alike) or, for a backbone that pools
+    anisotropically, the one it declares in ``strides[level]`` (one per axis, each at most 2**k);
+    a text backbone's sequence levels are not checked."""
     spatial = tuple(backbone.input_shape[1:-1])
     for level, tensor in pyramid_outputs(backbone).items():
         if not (level.startswith("P") and level[1:].isdigit()):
             raise ValueError(f"pyramid level names must be P1..P5, got {level!r}")
         if len(tensor.shape) != len(spatial) + 2 or len(spatial) < 2:
             continue
-        stride = 2 ** int(level[1:])
-        expected = tuple(math.ceil(size / stride) if size else None for size in spatial)
+        stride = tuple((strides or {}).get(level) or (2 ** int(level[1:]),) * len(spatial))
+        if len(stride) != len(spatial) or max(stride) > 2 ** int(level[1:]):
+            raise ValueError(f"{backbone.name}: level {level} declares strides {stride}; give one per "
+                             f"axis, each at most {2 ** int(level[1:])}")
+        expected = tuple(math.ceil(size / s) if size else None for size, s in zip(spatial, stride))
         if all(spatial) and tuple(tensor.shape[1:-1]) != expected:
             raise ValueError(f"{backbone.name}: level {level} has spatial shape "
                              f"{tuple(tensor.shape[1:-1])}, expected {expected} (stride {stride})")

@@ -20,26 +20,44 @@ def conv_stage(x, width, convs, *, batch_norm, name):
     return x
 
 
-def pool(x, kind, name):
+def pool(x, kind, name, size=2):
     pooling = layer("max_pool" if kind == "max" else "average_pool", spatial_dims_of(x.shape[1:]))
-    return pooling(2, strides=2, padding="same", name=name)(x)
+    return pooling(size, strides=size, padding="same", name=name)(x)
+
+
+def stage_pool_sizes(pool_sizes, stages, dims):
+    """One pool size per axis for each stage: 2 everywhere by default; ``pool_sizes`` gives per
+    stage an int or one size per axis, each 1 or 2 (e.g. ``[[1, 2, 2], 2, 2]`` keeps a thin
+    volume's depth in the first stage)."""
+    if pool_sizes is None:
+        return [(2,) * dims] * stages
+    if len(pool_sizes) != stages:
+        raise TypeError(f"pool_sizes argument needs one entry per stage ({stages}), got {pool_sizes!r}")
+    sizes = [tuple([int(p)] * dims) if isinstance(p, int) else tuple(int(v) for v in p) for p in pool_sizes]
+    if any(len(size) != dims or not set(size) <= {1, 2} for size in sizes):
+        raise TypeError(f"pool_sizes argument: each stage pools by 1 or 2 along each of the {dims} "
+                        f"axes, got {pool_sizes!r}")
+    return sizes
 
 
 @register_backbone("basic_cnn", modality="image", min_size=8,
                    note="[conv3x3-ReLU]xN + 2x2 pool per stage; widths/depth/pool configurable")
 def basic_cnn(input_shape, widths=(32, 64, 128), convs_per_stage=2, pool_type="max",
-              batch_norm=False):
+              batch_norm=False, pool_sizes=None):
     """The classic LeNet/VGG-style stack; ``pool_type`` is ``"max"`` or ``"average"``. The input's
-    rank decides 2D or 3D (``basic_cnn3d`` below is the same function)."""
+    rank decides 2D or 3D (``basic_cnn3d`` below is the same function); ``pool_sizes`` (see
+    :func:`stage_pool_sizes`) makes the strides anisotropic."""
     if pool_type not in ("max", "average"):
         raise TypeError(f"pool_type argument must be 'max' or 'average', got {pool_type!r}")
+    dims = spatial_dims_of(input_shape)
     inputs = keras.Input(input_shape, name="image")
-    x, pyramid = inputs, {}
-    for k, width in enumerate(widths, start=1):
+    x, pyramid, strides, stride = inputs, {}, {}, (1,) * dims
+    for k, (width, size) in enumerate(zip(widths, stage_pool_sizes(pool_sizes, len(widths), dims)), start=1):
         x = conv_stage(x, int(width), int(convs_per_stage), batch_norm=batch_norm, name=f"stage{k}")
-        x = pool(x, pool_type, name=f"stage{k}_pool")
-        pyramid[f"P{k}"] = x
-    return make_backbone(inputs, pyramid)
+        x = pool(x, pool_type, name=f"stage{k}_pool", size=size)
+        stride = tuple(s * p for s, p in zip(stride, size))
+        pyramid[f"P{k}"], strides[f"P{k}"] = x, stride
+    return make_backbone(inputs, pyramid, strides=strides)
 
 
 @register_backbone("vgg_small", modality="image", min_size=16,
