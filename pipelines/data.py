@@ -112,16 +112,37 @@ def manifest_rows(path, *, path_column="path", value_column="label", hint="", wh
     return parsed
 
 
+class NpzArrays(dict):
+    """Every array of an ``.npz``, read: ``files`` lists them, as ``np.load``'s NpzFile does."""
+
+    @property
+    def files(self):
+        return list(self)
+
+
+def read_npz(path):
+    """All arrays of an ``.npz``, read now (a corrupt member fails here, not later), never
+    unpickled; anything unreadable is a UserError naming the file."""
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as opened:
+            if not hasattr(opened, "files"):
+                raise ValueError("a single .npy array, not an .npz archive")
+            return NpzArrays({key: opened[key] for key in opened.files})
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, NotImplementedError,
+            RuntimeError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"{path}: cannot read .npz ({reason[:200]})") from None
+
+
 def labelled_arrays(path, *, layout="MedMNIST"):
     """``(x, y, split_of or None, kind, arrays)`` from an ``.npz``: ``x`` and ``y``, or the
     ``{train,val,test}_images`` / ``_labels`` of a MedMNIST-style file (train and test at least),
     whose split is kept. ``y`` is one label per item (the first column of 2D labels); ``arrays``
     is the open file, for a reader's extra arrays. ``layout`` names the style in messages."""
-    try:
-        arrays = np.load(path, allow_pickle=False)
-        keys = set(arrays.files)
-    except (OSError, ValueError) as error:
-        raise UserError(f"{path}: cannot read .npz ({error})") from None
+    arrays = read_npz(path)
+    keys = set(arrays.files)
     if {"train_images", "train_labels", "test_images", "test_labels"} <= keys:
         chunks = [(s, arrays[f"{s}_images"], arrays[f"{s}_labels"]) for s in SPLIT_NAMES
                   if f"{s}_images" in keys]

@@ -299,6 +299,10 @@ def test_a_3d_run_trains_on_patches_and_predicts_whole_volumes(volume_3d_run, tm
     assert written.shape == (12, 14, 10)
     np.testing.assert_allclose(written.affine, affine)
     assert run_cli("evaluate", run_dir) == 0
+    write_png(tmp_path / "flat.png", np.zeros((12, 14), np.uint8))
+    capsys.readouterr()
+    assert run_cli("predict", run_dir, tmp_path / "flat.png") == 2
+    assert "flat.png: this run is a 3D U-Net; give NIfTI volumes" in _one_error_line(capsys)
 
 
 def test_a_3d_export_blends_the_same_windows_in_the_graph(volume_3d_run, tmp_path, capsys):

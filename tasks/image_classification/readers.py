@@ -112,6 +112,8 @@ def load_npz(path):
     if x.ndim != 4 or x.shape[-1] not in (1, 3) or len(x) != len(y):
         raise UserError(f"{path}: x must be (N,H,W) or (N,H,W,1|3) with one label per image; "
                         f"got x {x.shape}, y {y.shape}")
+    if x.size == 0:
+        raise UserError(f"{path}: x holds no pixels (shape {x.shape})")
     x, scale = imaging.to_unit_range(x)
     values = np.unique(y)
     class_names = npz_class_names(arrays, values, path)

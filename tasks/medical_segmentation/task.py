@@ -38,7 +38,8 @@ class ScoredMasks:
 @dataclass
 class MedicalSegmentationConfig(TrainConfig):
     data: str = option("builtin:hippocampus", help="images/ + masks/ folders, an MSD folder "
-                       "(imagesTr/ + labelsTr/ NIfTI), builtin:hippocampus or builtin:phantoms")
+                       "(imagesTr/ + labelsTr/ NIfTI), builtin:hippocampus, builtin:phantoms or "
+                       "builtin:phantoms3d")
     epochs: int = option(12, minimum=1, help="training epochs")
     batch_size: typing.Optional[int] = option(None, minimum=1,
                                               help="slices (2D) or patches (3D) per step; "
@@ -397,6 +398,9 @@ class MedicalSegmentation(Task):
 
         target = Path(out) if out else Path("predictions")
         single = _single_output_file(target, inputs)
+        flat = [item for item in inputs if not volumes.is_nifti(Path(item))]
+        if flat and info.spatial_dims == 3:
+            raise UserError(f"{flat[0]}: this run is a 3D U-Net; give NIfTI volumes (.nii, .nii.gz)")
         records = []
         for item in inputs:
             path = Path(item)
