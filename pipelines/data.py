@@ -277,14 +277,70 @@ def balanced_class_weight(labels):
     return {int(c): float(w) for c, w in zip(classes, weights)}
 
 
+def _codec(encoding):
+    """The codec for ``encoding`` (UTF-8 drops a byte-order mark); unknown names are refused."""
+    import codecs
+
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    try:
+        codecs.lookup(codec)
+    except LookupError:
+        raise UserError(f"--set encoding={encoding}: unknown text encoding") from None
+    return codec
+
+
+def open_text(path, encoding="utf-8"):
+    """The file opened for :mod:`csv` (``newline=""``) and decoded as it is read, so a large
+    file is never whole in memory; see :func:`bounded_lines` and :func:`decoding_failed`."""
+    return open(path, encoding=_codec(encoding), newline="")
+
+
+MAX_FIELD_CHARS = 10_000_000  # one CSV line or field (a text); Python's csv default is 131,072
+
+
+def bounded_lines(handle, path, limit=MAX_FIELD_CHARS):
+    """The lines of ``handle`` for csv, refusing one longer than ``limit`` characters before it is
+    read whole (a file without row ends would otherwise be one line held in memory)."""
+    number = 0
+    while True:
+        line = handle.readline(limit + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > limit:
+            raise UserError(f"{path}, line {number}: longer than {limit:,} characters; one text "
+                            f"that long is not one example (is the file's row end missing?)")
+        yield line
+
+
+def decoding_failed(path, encoding):
+    """The UserError for a file that does not decode as ``encoding``: the first bad byte and its
+    line, found by decoding the file again in chunks (memory stays flat)."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder(_codec(encoding))()
+    line, offset = 1, 0
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as error:
+                start = max(0, error.start)
+                line += chunk[:start].count(b"\n")
+                return UserError(f"{path}, line {line}: not valid {encoding} ({error.reason} at byte "
+                                 f"{offset + start}); if the file uses another encoding, pass "
+                                 f"--set encoding=NAME (e.g. latin-1)")
+            line += chunk.count(b"\n")
+            offset += len(chunk)
+    return UserError(f"{path}: not valid {encoding}; pass --set encoding=NAME (e.g. latin-1)")
+
+
 def read_text(path, encoding="utf-8"):
     """The file's text; a decoding error names the line (and byte) where it happened."""
     data = Path(path).read_bytes()
-    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    codec = _codec(encoding)
     try:
         return data.decode(codec)
-    except LookupError:
-        raise UserError(f"--set encoding={encoding}: unknown text encoding") from None
     except UnicodeDecodeError as error:
         line = data[:error.start].count(b"\n") + 1
         raise UserError(f"{path}, line {line}: not valid {encoding} ({error.reason} at byte "

@@ -89,8 +89,8 @@ class ImageFiles(LazyRows):
                         _check_jpeg_complete(path)
             except FileNotFoundError:
                 raise UserError(f"{path}: no such image file") from None
-            except (UnidentifiedImageError, OSError, ValueError) as error:
-                raise UserError(f"{path}: cannot decode image ({error.__class__.__name__})") from None
+            except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
+                raise imaging.undecodable(path, error) from None
         source_channels = channels or (3 if colour else 1)
         resize = size if size is not None else (None if len(shapes) <= 1 else MIXED_SIZES_DEFAULT)
         height, width = (resize, resize) if resize else (next(iter(shapes)) if shapes else (1, 1))

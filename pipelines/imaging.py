@@ -14,6 +14,18 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 GRAY_MODES = ("L", "I", "I;16", "F", "1", "LA")  # Pillow modes read as one channel
 
 
+def undecodable(path, error):
+    """The UserError for an image Pillow cannot or will not decode (corrupt, truncated, or larger
+    than its decompression-bomb limit, which is kept: a tiny file can claim billions of pixels)."""
+    from PIL import Image
+
+    if isinstance(error, Image.DecompressionBombError):
+        return UserError(f"{path}: refused, the image claims more pixels than Pillow's safety limit "
+                         f"of {2 * Image.MAX_IMAGE_PIXELS:,} (a decompression bomb, or a scan too "
+                         f"large to train on whole)")
+    return UserError(f"{path}: cannot decode image ({error.__class__.__name__})")
+
+
 def read_image(path, channels=None):
     """Decode an image file to float32 [0, 1] (H, W, C); ``channels`` 1 or 3 converts, None keeps."""
     from PIL import Image, UnidentifiedImageError
@@ -29,8 +41,8 @@ def read_image(path, channels=None):
                 array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     except FileNotFoundError:
         raise UserError(f"{path}: no such image file") from None
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise UserError(f"{path}: cannot decode image ({error.__class__.__name__})") from None
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
+        raise undecodable(path, error) from None
     if array.ndim == 2:
         array = array[..., None]
     return array

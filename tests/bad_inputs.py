@@ -83,6 +83,14 @@ def train(task, data, *extra):
     return ["train", task, "--data", str(data), "--output", "OUT", *map(str, extra)]
 
 
+def _bomb(root):
+    """A 1-bit PNG of 20000 x 20000 pixels: about 50 KB on disk."""
+    from PIL import Image
+
+    Image.new("1", (20_000, 20_000)).save(root / "a" / "bomb.png")
+    return root
+
+
 def _symlinked_csv(tmp):
     _png(tmp / "outside" / "secret.png", np.zeros((8, 8)))
     (tmp / "data").mkdir()
@@ -108,6 +116,8 @@ CASES = [
     Case("corrupt-png", "image files", "a file that is not an image, among images",
          lambda t: train("image-classification", _with_file(_classes(t / "c"), "a/bad.png", b"no")),
          "bad.png: cannot decode image"),
+    Case("decompression-bomb", "image files", "a small PNG claiming 400 million pixels",
+         lambda t: train("image-classification", _bomb(_classes(t / "c"))), "decompression bomb"),
     # -- CSV manifests ----------------------------------------------------------------------------
     Case("csv-columns", "CSV manifests", "a CSV without the path/label columns",
          lambda t: train("image-classification", _text(t / "m.csv", "file,class\na.png,x\n")),
@@ -122,10 +132,13 @@ CASES = [
          lambda t: train("image-classification", _symlinked_csv(t)), "outside"),
     Case("csv-encoding", "text-classification CSV", "a CSV that is not UTF-8 (Latin-1 bytes)",
          lambda t: train("text-classification", _text(t / "t.csv", "text,label\ncaf\u00e9 ok,a\nbad,b\n", "latin-1")),
-         "t.csv"),
+         "t.csv, line 2: not valid utf-8"),
     Case("csv-empty-label", "text-classification CSV", "a row with an empty label",
          lambda t: train("text-classification", _text(t / "t.csv", "text,label\nhello,a\nworld,\n")),
          "t.csv, line 3: empty label"),
+    Case("csv-huge-line", "text-classification CSV", "a 40 MB file of one line (no row end)",
+         lambda t: train("text-classification", _text(t / "t.csv", "text,label\n" + "a" * 40_000_000)),
+         "t.csv, line 2: longer than 10,000,000 characters"),
     Case("csv-unicode-lines", "text-classification CSV",
          "fields holding U+0085 / U+2028 / form feed (read as text, not as line ends: two rows, one class)",
          lambda t: train("text-classification", _text(t / "t.csv", "text,label\na\u0085b,x\nc\u2028d\x0ce,x\n")),

@@ -142,3 +142,25 @@ def test_unicode_line_separators_inside_a_caption_are_text(tmp_path):
     pairs, _ = read_captions_txt(path)
     assert [len(captions) for _, captions in pairs.values()] == [1, 1]
     assert pairs["a.png"][1] == ["a dog\u0085running"]
+
+
+def test_a_file_of_one_huge_line_is_refused_without_holding_it(tmp_path):
+    """Issue 17: a file without row ends (here 60 MB, one line) is refused at 10 million
+    characters; memory stays well below the file's size."""
+    import tracemalloc
+
+    from pipelines.errors import UserError
+
+    path = tmp_path / "one_line.csv"
+    with path.open("w") as handle:
+        handle.write("text,label\n")
+        for _ in range(60):
+            handle.write("a" * 1_000_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(UserError, match=r"one_line.csv, line 2: longer than 10,000,000 characters"):
+            readers.load(str(path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 45_000_000, f"peak {peak:,} bytes"

@@ -6,13 +6,12 @@ counted in ``notes`` (the report shows them); decoding problems name the file an
 """
 
 import csv
-import io
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from pipelines.data import (SPLIT_NAMES, Dataset, builtin_name, given_splits, read_text, require_columns,
+from pipelines.data import (MAX_FIELD_CHARS, SPLIT_NAMES, Dataset, bounded_lines, builtin_name,
+                            decoding_failed, given_splits, open_text, read_text, require_columns,
                             require_two_classes, shipped_path)
 from pipelines.errors import UserError
 
@@ -57,18 +56,32 @@ def sniff_delimiter(path, text, delimiter=None):
 
 
 def read_rows(path, *, text_column, label_column, delimiter=None, encoding="utf-8"):
-    """[(line, text, label, split or None)], and the number of rows dropped for empty text."""
-    text = read_text(path, encoding)
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    # csv over the raw text (newline=""): str.splitlines() would also break at U+0085, U+2028,
-    # U+2029 and form feeds, which are text inside a field, not line ends
-    reader = csv.DictReader(io.StringIO(text, newline=""),
-                            delimiter=sniff_delimiter(path, text, delimiter))
-    require_columns(path, reader.fieldnames, (text_column, label_column),
-                    "set text_column/label_column with --set, or the delimiter with "
-                    "--set delimiter=...")
+    """[(line, text, label, split or None)], and the number of rows dropped for empty text.
+
+    The file is streamed through :mod:`csv` (``newline=""``): str.splitlines() would also break
+    at U+0085, U+2028, U+2029 and form feeds, which are text inside a field, not line ends; and
+    a huge file, or one huge line, is never held whole (see :func:`bounded_lines`)."""
+    try:
+        with open_text(path, encoding) as handle:
+            head = handle.read(20000)
+            handle.seek(0)
+            reader = csv.DictReader(bounded_lines(handle, path),
+                                    delimiter=sniff_delimiter(path, head, delimiter))
+            previous = csv.field_size_limit(MAX_FIELD_CHARS)
+            try:
+                return _rows(path, reader, text_column, label_column)
+            finally:
+                csv.field_size_limit(previous)
+    except UnicodeDecodeError:
+        raise decoding_failed(path, encoding) from None
+
+
+def _rows(path, reader, text_column, label_column):
     rows, empty = [], 0
     try:
+        require_columns(path, reader.fieldnames, (text_column, label_column),
+                        "set text_column/label_column with --set, or the delimiter with "
+                        "--set delimiter=...")
         for row in reader:
             body = (row.get(text_column) or "").strip()
             label = (row.get(label_column) or "").strip()
@@ -83,6 +96,9 @@ def read_rows(path, *, text_column, label_column, delimiter=None, encoding="utf-
                                 f"test, got {split!r}")
             rows.append((reader.line_num, body, label, split))
     except csv.Error as error:
+        if "field larger than field limit" in str(error):
+            raise UserError(f"{path}, line {reader.line_num}: a field longer than "
+                            f"{MAX_FIELD_CHARS:,} characters (an unclosed quote?)") from None
         raise UserError(f"{path}, line {reader.line_num}: malformed CSV ({error})") from None
     return rows, empty
 
