@@ -331,6 +331,7 @@ def cmd_runs(args):
     rows = runs.list_runs(args.root, args.task)
     if args.json:
         print(json.dumps([{"task": row["task"], "run_dir": str(row["run_dir"]), "state": row["state"],
+                           **{key: row[key] for key in ("reason", "resume") if key in row},
                            "metrics": row["metrics"] or None,
                            "backbone_chain": [str(p) for p in runs.backbone_chain(row["run_dir"])]}
                           for row in rows]))
@@ -379,8 +380,10 @@ def main(argv=None):
     except UserError as error:
         print(f"cnn-tasks: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("cnn-tasks: interrupted; a training run can be continued with --resume RUN_DIR",
+    except KeyboardInterrupt as stop:
+        resume = getattr(stop, "resume", None)
+        print(f"cnn-tasks: interrupted; the best weights so far are kept; continue with: {resume}" if resume
+              else "cnn-tasks: interrupted; a training run can be continued with --resume RUN_DIR",
               file=sys.stderr)
         return 130
     return 0

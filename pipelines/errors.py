@@ -8,6 +8,14 @@ class UserError(Exception):
     """A problem with the user's input: its message names the file, line or option at fault."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during training, after the run was marked "interrupted": says how to go on."""
+
+    def __init__(self, run_dir):
+        super().__init__(f"cnn-tasks train --resume {run_dir}")
+        self.resume = f"cnn-tasks train --resume {run_dir}"
+
+
 def require(condition, message):
     """Raise UserError(message) unless condition holds; keeps validation one line long."""
     if not condition:

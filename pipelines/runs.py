@@ -149,6 +149,32 @@ def set_status(run_dir, state, **extra):
                                                  datetime.timezone.utc).isoformat()})
 
 
+def this_process():
+    """Who is training (kept in status.json), so ``runs`` can tell a live run from a killed one."""
+    import os
+    import socket
+
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def process_gone(status):
+    """True when a run says "training" but its process, on this host, no longer exists (killed,
+    or the machine restarted); unknown (another host, an older run) counts as alive."""
+    import os
+    import socket
+
+    pid = status.get("pid")
+    if status.get("state") != "training" or not pid or status.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError, ValueError):
+        return False
+    return False
+
+
 def list_runs(root, task=None):
     """Every run under ``root`` (optionally one task's), newest first, with metrics if finished."""
     root = Path(root)
@@ -160,8 +186,13 @@ def list_runs(root, task=None):
                 continue
             metrics = read_optional_json(run / METRICS_FILE)
             status = read_optional_json(run / STATUS_FILE)
-            rows.append({"task": task_dir.name, "run_dir": run, "metrics": metrics,
-                         "state": status.get("state", "finished" if metrics else "unknown")})
+            state = status.get("state", "finished" if metrics else "unknown")
+            row = {"task": task_dir.name, "run_dir": run, "metrics": metrics, "state": state,
+                   **{key: status[key] for key in ("reason", "resume") if key in status}}
+            if process_gone(status):  # killed mid-training: it can be resumed like an interrupted one
+                row.update(state="interrupted", resume=f"cnn-tasks train --resume {run}",
+                           reason=f"its training process ({status['pid']}) is gone")
+            rows.append(row)
     return rows
 
 

@@ -14,7 +14,7 @@ from pipelines import distribute, evaluation, reports, runs, training, transfer
 from pipelines.backbones import BACKBONES
 from pipelines.backbones.base import check_input
 from pipelines.data import Splits, make_splits
-from pipelines.errors import UserError
+from pipelines.errors import TrainingInterrupted, UserError
 from pipelines.inputs import tf_dataset
 from pipelines.tasks import get_task
 
@@ -76,6 +76,8 @@ def train(task_name, *, config=None, resume=None, quiet=False, echo=print, run_i
         return _save_and_report(state, model, fitted, meta, origin, echo)
     except BaseException as error:  # the run says how it ended, then the error goes on up
         _mark_ended(state, error)
+        if isinstance(error, KeyboardInterrupt) and state.placement.is_chief and state.run_dir.is_dir():
+            raise TrainingInterrupted(state.run_dir) from None
         raise
 
 
@@ -150,7 +152,7 @@ def _build_and_fit(state, echo):
         "distribution": placement.describe(config.batch_size, config.lr_scaling),
         "versions": _versions(), "created": datetime.datetime.now(datetime.timezone.utc).isoformat()})
     runs.write_json(run_dir / SPLITS_FILE, splits.to_json())
-    runs.set_status(run_dir, "training")
+    runs.set_status(run_dir, "training", **runs.this_process())
     if not state.quiet:
         echo(f"run directory: {run_dir}")
         echo(f"data: {state.dataset.description}; split {splits.method} {splits.counts()}")

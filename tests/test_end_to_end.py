@@ -178,3 +178,67 @@ def test_the_same_seed_gives_the_same_run(tmp_path):
     assert (first / "history.csv").read_text() == (second / "history.csv").read_text()
     metrics = [json.loads((run / "metrics.json").read_text())["metrics"] for run in (first, second)]
     assert metrics[0] == metrics[1]
+
+
+def _train_process(tmp_path, *extra):
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "pipelines.cli", "train", "image-classification", "--epochs", 30,
+            "--output", tmp_path, "--set", "backbone_options.widths=[4,8,8]",
+            "--set", "backup_interval_s=0", *extra]
+    return subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _after_epochs(tmp_path, process, epochs, timeout=180):
+    """The run directory once its backup says ``epochs`` epochs are done."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        found = list(tmp_path.glob("image-classification/*/backup/train/training_metadata.json"))
+        if found and json.loads(found[0].read_text() or "{}").get("epoch", -1) >= epochs - 1:
+            return found[0].parents[2]
+        time.sleep(0.1)
+    process.kill()
+    raise AssertionError(f"no backup after {epochs} epochs: {process.communicate()[1][-2000:]}")
+
+
+@pytest.mark.slow
+def test_sigkill_mid_training_then_resume_finishes_like_an_uninterrupted_run(tmp_path, capsys):
+    import signal
+
+    process = _train_process(tmp_path / "killed", "--epochs", 5)
+    run_dir = _after_epochs(tmp_path / "killed", process, 2)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert run_cli("runs", "--output", tmp_path / "killed", "--json") == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["state"] == "interrupted" and "is gone" in row["reason"]
+    assert row["resume"] == f"cnn-tasks train --resume {run_dir}"
+    assert run_cli("train", "--resume", run_dir, "--quiet") == 0
+    epochs = [int(line.split(",")[0]) for line in (run_dir / "history.csv").read_text().splitlines()[1:]]
+    assert epochs == [0, 1, 2, 3, 4]
+    resumed = json.loads((run_dir / "metrics.json").read_text())["metrics"]["accuracy"]
+    assert run_cli("train", "image-classification", "--epochs", 5, "--output", tmp_path / "whole",
+                   "--quiet", "--set", "backbone_options.widths=[4,8,8]") == 0
+    (whole,) = (tmp_path / "whole" / "image-classification").iterdir()
+    uninterrupted = json.loads((whole / "metrics.json").read_text())["metrics"]["accuracy"]
+    assert abs(resumed - uninterrupted) <= 0.03, (resumed, uninterrupted)
+
+
+@pytest.mark.slow
+def test_sigint_stops_cleanly_keeps_the_best_checkpoint_and_says_how_to_resume(tmp_path):
+    import signal
+
+    process = _train_process(tmp_path)
+    run_dir = _after_epochs(tmp_path, process, 2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err[-2000:]
+    assert f"cnn-tasks train --resume {run_dir}" in err and "Traceback" not in err
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "interrupted"
+    assert list((run_dir / "checkpoints").glob("*.weights.h5"))
+    assert not (run_dir / "metrics.json").exists()
