@@ -51,18 +51,26 @@ def build_parser():
                      f"and one train/evaluate pipeline, for: {', '.join(task_names())}.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    common = argparse.ArgumentParser(add_help=False)  # every verb takes these
+    common.add_argument("-q", "--quiet", action="store_true",
+                        help="print only the result (train: the run directory; no progress)")
+    common.add_argument("-v", "--verbose", action="store_true",
+                        help="also show TensorFlow's and Keras' own log lines and warnings")
 
-    p = verbs.add_parser("tasks", help="the tasks, their default data and backbone")
+    def verb(name, **options):
+        return verbs.add_parser(name, parents=[common], **options)
+
+    p = verb("tasks", help="the tasks, their default data and backbone")
     p.add_argument("--options", metavar="TASK", help="list every configuration key of TASK")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
-    p = verbs.add_parser("backbones", help="the backbone registry")
-    p.add_argument("--modality", choices=("image", "text"))
+    p = verb("backbones", help="the backbone registry")
+    p.add_argument("--modality", choices=("image", "text"), help="only backbones of this modality")
     p.add_argument("--input-size", type=_positive_int, default=32,
                    help="image size used to count parameters (default 32)")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
-    p = verbs.add_parser("train", help="train, then evaluate on the held-out test split")
+    p = verb("train", help="train, then evaluate on the held-out test split")
     p.add_argument("task", nargs="?", metavar="TASK", help=" | ".join(task_names()))
     p.add_argument("--data", help="dataset: a path, or builtin:NAME (default: the task's own)")
     p.add_argument("--backbone", help=_help("backbone"))
@@ -85,25 +93,28 @@ def build_parser():
                    help="tf.distribute strategy; multi-worker reads TF_CONFIG (docs/scaling.md)")
     p.add_argument("--run-id", metavar="ID", help="name the run directory (default: a new UTC "
                    "time + hex id; a cluster's workers take the chief's)")
-    p.add_argument("--quiet", action="store_true", help="print only the run directory")
     p.add_argument("--json", action="store_true",
                    help="quiet, then the run's metrics.json document on stdout")
 
-    p = verbs.add_parser("evaluate", help="evaluate a saved run")
-    p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--data", metavar="SPEC")
-    p.add_argument("--json", action="store_true")
+    p = verb("evaluate", help="evaluate a saved run")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (cnn-tasks runs lists them)")
+    p.add_argument("--data", metavar="SPEC", help="score another dataset (its test split if it has "
+                   "one, else all of it) instead of the run's own test split")
+    p.add_argument("--json", action="store_true", help="the evaluation's metrics document on stdout")
 
-    p = verbs.add_parser("predict", help="predictions for files or strings")
-    p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("inputs", nargs="+", metavar="INPUT")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--out", metavar="PATH")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p = verb("predict", help="predictions for files or strings")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (cnn-tasks runs lists them)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files (images, volumes, frames) or, "
+                   "for text, strings")
+    p.add_argument("--json", action="store_true", help="one JSON record per input on stdout")
+    p.add_argument("--out", metavar="PATH", help="where masks go (a folder, or one file for one input)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="prediction options of the task (e.g. captioning beam_width=5)")
 
-    p = verbs.add_parser("export", help="export a run's model")
+    p = verb("export", help="export a run's model")
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--format", required=True, choices=FORMATS,
+                   help="saved_model (TF Serving, whole job in the graph) or tflite (the network)")
     p.add_argument("--out", metavar="DIR", help="export folder (default RUN_DIR/export/FORMAT); "
                    "the model goes to DIR/VERSION/, metadata.json beside it")
     p.add_argument("--version", type=int, default=1, metavar="N",
@@ -112,12 +123,13 @@ def build_parser():
                    help="TFLite weight quantisation")
     p.add_argument("--json", action="store_true", help="the export's metadata.json on stdout")
 
-    p = verbs.add_parser("export-backbone", help="copy a run's backbone to a .weights.h5 file "
+    p = verb("export-backbone", help="copy a run's backbone to a .weights.h5 file "
                          "(+ .json) for --backbone-weights")
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--out", required=True, metavar="FILE.weights.h5")
+    p.add_argument("--out", required=True, metavar="FILE.weights.h5",
+                   help="the weights file to write (its .json description goes beside it)")
 
-    p = verbs.add_parser("runs", help="saved runs with their key metrics and backbone lineage")
+    p = verb("runs", help="saved runs with their key metrics and backbone lineage")
     p.add_argument("task", nargs="?", metavar="TASK")
     p.add_argument("--output", "--root", dest="root", default="saved_models", metavar="DIR",
                    help="root folder of the runs, as train --output (--root is kept as an alias)")
@@ -288,7 +300,7 @@ def _print_document(run_dir, args):
 def cmd_evaluate(args):
     from pipelines import workflow
 
-    workflow.evaluate(args.run_dir, data=args.data, as_json=args.json)
+    workflow.evaluate(args.run_dir, data=args.data, as_json=args.json, quiet=args.quiet)
 
 
 def cmd_predict(args):
@@ -321,7 +333,8 @@ def cmd_export_backbone(args):
     written = transfer.export_backbone(args.run_dir, args.out)
     for path in written:
         print(path)
-    print(f"reuse it with: cnn-tasks train TASK --backbone-weights {written[0]}", file=sys.stderr)
+    if not args.quiet:
+        print(f"reuse it with: cnn-tasks train TASK --backbone-weights {written[0]}", file=sys.stderr)
 
 
 def cmd_runs(args):
@@ -372,7 +385,10 @@ COMMANDS = {"tasks": cmd_tasks, "backbones": cmd_backbones, "train": cmd_train,
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    _quiet_tensorflow()
+    if args.verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
+    else:
+        _quiet_tensorflow()
     from pipelines.errors import UserError
 
     try:
@@ -380,6 +396,10 @@ def main(argv=None):
     except UserError as error:
         print(f"cnn-tasks: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `cnn-tasks runs | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt as stop:
         resume = getattr(stop, "resume", None)
         print(f"cnn-tasks: interrupted; the best weights so far are kept; continue with: {resume}" if resume

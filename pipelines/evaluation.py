@@ -37,22 +37,54 @@ class Evaluation:
     lower_is_better: tuple = ()  # metric names where a smaller value wins (the task declares them)
 
 
-def evaluate(task, model, test, info, config, *, train=None, history=None):
-    """Run ``task`` on the ``test`` Dataset; ``train`` (if given) fits the classical baseline."""
+class Steps:
+    """Progress of the evaluation's steps (they can take minutes: sliding windows, HD95, beam
+    search, a baseline fit): each step's name when it starts and its seconds when it ends, on
+    ``echo`` (stderr by default); silent without one."""
+
+    def __init__(self, echo=None):
+        self.echo, self.started = echo, None
+
+    def __call__(self, name):
+        import time
+
+        self.done()
+        if self.echo:
+            self.echo(f"  {name} ...")
+        self.started = (name, time.monotonic())
+
+    def done(self):
+        import time
+
+        if self.echo and self.started:
+            name, start = self.started
+            self.echo(f"  {name}: {time.monotonic() - start:.1f} s")
+        self.started = None
+
+
+def evaluate(task, model, test, info, config, *, train=None, history=None, progress=None):
+    """Run ``task`` on the ``test`` Dataset; ``train`` (if given) fits the classical baseline.
+    ``progress`` (a line printer) hears each step."""
+    step = Steps(progress)
+    step(f"predicting the {len(test)} test examples")
     outputs = task.predict_dataset(model, test, info, config)
+    step("metrics")
     result = Evaluation(metrics=task.metrics(test, outputs, info), n_samples=len(test),
                         notes=list(task.report_notes(test, info)),
                         lower_is_better=tuple(task.lower_is_better))
     if train is not None:
+        step("the classical baseline")
         result.baseline = task.baseline(train, test, info, config, model=model)
     else:
         result.notes.append("No baseline: the run's training data is not available here.")
+    step("tables and figures")
     result.tables.update(task.tables(test, outputs, info, baseline=result.baseline))
     for name, (png, caption) in task.figures(model, test, outputs, info, config,
                                              baseline=result.baseline).items():
         if png:
             result.figures[name] = Figure(png, caption)
     tables, highlights = task.explanations(model, test, outputs, info, config)
+    step.done()
     result.tables.update(tables)
     result.highlights.update(highlights)
     if history is not None and len(history):

@@ -10,6 +10,7 @@ a lower learning rate in the same history.
 import contextlib
 import csv
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,7 +193,7 @@ def fit(model, train_ds, val_ds, *, config, run_dir, loss, metrics, monitor="val
                 trained.optimizer.build(trained.trainable_variables)
             history = trained.fit(
                 train_ds, validation_data=val_ds, epochs=last, initial_epoch=first,
-                verbose=0 if quiet else 2, class_weight=class_weight,
+                verbose=0 if quiet else (1 if sys.stdout.isatty() else 2), class_weight=class_weight,
                 callbacks=_callbacks(config, run_dir, phase, monitor=monitor, mode=mode,
                                      resume_history=resume or index > 0,
                                      tensorboard_dir=tensorboard_dir, guard=guard))

@@ -186,7 +186,8 @@ def _save_and_report(state, model, fitted, meta, origin, echo):
     transfer.save_backbone(model, run_dir, {**meta, "run_dir": str(run_dir)})
     info.save_assets(run_dir / "assets", runs.write_json)
     result = evaluation.evaluate(task, model, state.test_set, info, config, train=state.train_set,
-                                 history=training.read_history(run_dir))
+                                 history=training.read_history(run_dir),
+                                 progress=None if state.quiet else _stderr)
     train_figures = {"epochs": fitted.epochs, "seconds": round(fitted.seconds, 2),
                      "samples_per_second": round(fitted.samples_per_second, 1),
                      "best_epoch": fitted.best_epoch, "monitor": fitted.monitor}
@@ -310,7 +311,13 @@ def load_run(run_dir):
     return path, saved, task, config, info, model
 
 
-def evaluate(run_dir, data=None, echo=print, as_json=False):
+def _stderr(line):
+    import sys
+
+    print(line, file=sys.stderr, flush=True)
+
+
+def evaluate(run_dir, data=None, echo=print, as_json=False, quiet=False):
     """Evaluate a saved run on its own test split or on ``data``; writes evaluations/<id>/."""
     path, saved, task, config, info, model = load_run(run_dir)
     train_set = None
@@ -330,7 +337,8 @@ def evaluate(run_dir, data=None, echo=print, as_json=False):
             raise UserError(f"{path}: the run's data {config.data!r} is not available here; "
                             f"pass --data SPEC")
         test, split_name, description = task.align(own.subset(splits.test), info), "test", own.description
-    result = evaluation.evaluate(task, model, test, info, config, train=train_set)
+    result = evaluation.evaluate(task, model, test, info, config, train=train_set,
+                                 progress=None if quiet or as_json else _stderr)
     eval_dir = path / "evaluations" / runs.new_run_id()
     eval_dir.mkdir(parents=True)
     origin = saved.get("lineage")
