@@ -25,13 +25,16 @@ def test_every_verb_takes_quiet_and_verbose(verb, capsys):
         assert not is_option or helped, f"{verb}: option without help: {line.strip()}"
 
 
-def test_evaluate_reports_its_steps_on_stderr_unless_quiet(digits_run, capsys):
-    assert run_cli("evaluate", digits_run) == 0
+def test_evaluate_reports_its_steps_on_stderr_unless_quiet(digits_run, tmp_path, capsys):
+    import shutil
+
+    run_dir = shutil.copytree(digits_run, tmp_path / digits_run.name)  # the shared run stays as it is
+    assert run_cli("evaluate", run_dir) == 0
     err = capsys.readouterr().err
     for step in ("predicting the", "the classical baseline", "tables and figures"):
         assert f"  {step}" in err and f"{step}" in err.split(" ...")[-1] + err
     assert " s\n" in err  # each step's seconds
-    assert run_cli("evaluate", digits_run, "-q") == 0
+    assert run_cli("evaluate", run_dir, "-q") == 0
     assert capsys.readouterr().err == ""
 
 

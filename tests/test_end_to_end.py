@@ -187,8 +187,13 @@ def _train_process(tmp_path, *extra):
     argv = [sys.executable, "-m", "pipelines.cli", "train", "image-classification", "--epochs", 30,
             "--output", tmp_path, "--set", "backbone_options.widths=[4,8,8]",
             "--set", "backup_interval_s=0", *extra]
+    def default_sigint():  # a shell's background job inherits SIGINT ignored; a user's terminal does not
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     return subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=default_sigint)
 
 
 def _after_epochs(tmp_path, process, epochs, timeout=180):
