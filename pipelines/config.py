@@ -231,11 +231,11 @@ def _same_builder(chosen, default):
     if chosen == default:
         return True
     from pipelines.backbones import BACKBONES
+    from pipelines.backbones.base import twin
 
     if chosen not in BACKBONES.names() or default not in BACKBONES.names():
         return False
-    inflates = (BACKBONES.entry(chosen).meta.get("inflates"), BACKBONES.entry(default).meta.get("inflates"))
-    return default in inflates[:1] or chosen in inflates[1:]
+    return chosen in (twin(default, 2), twin(default, 3))
 
 
 def to_dict(config):

@@ -322,14 +322,15 @@ def decoding_failed(path, encoding):
     line, offset = 1, 0
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
+            pending = len(decoder.getstate()[0])  # bytes of a character cut at the last chunk's end
             try:
                 decoder.decode(chunk)
-            except UnicodeDecodeError as error:
-                start = max(0, error.start)
+            except UnicodeDecodeError as error:  # error.start counts the pending bytes too
+                start = max(0, error.start - pending)
                 line += chunk[:start].count(b"\n")
                 return UserError(f"{path}, line {line}: not valid {encoding} ({error.reason} at byte "
-                                 f"{offset + start}); if the file uses another encoding, pass "
-                                 f"--set encoding=NAME (e.g. latin-1)")
+                                 f"{offset + error.start - pending}); if the file uses another "
+                                 f"encoding, pass --set encoding=NAME (e.g. latin-1)")
             line += chunk.count(b"\n")
             offset += len(chunk)
     return UserError(f"{path}: not valid {encoding}; pass --set encoding=NAME (e.g. latin-1)")
@@ -341,8 +342,5 @@ def read_text(path, encoding="utf-8"):
     codec = _codec(encoding)
     try:
         return data.decode(codec)
-    except UnicodeDecodeError as error:
-        line = data[:error.start].count(b"\n") + 1
-        raise UserError(f"{path}, line {line}: not valid {encoding} ({error.reason} at byte "
-                        f"{error.start}); if the file uses another encoding, pass "
-                        f"--set encoding=NAME (e.g. latin-1)") from None
+    except UnicodeDecodeError:
+        raise decoding_failed(path, encoding) from None

@@ -11,9 +11,9 @@ class UserError(Exception):
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C (SIGINT) during training, after the run was marked "interrupted": says how to go on."""
 
-    def __init__(self, run_dir):
-        super().__init__(f"cnn-tasks train --resume {run_dir}")
-        self.resume = f"cnn-tasks train --resume {run_dir}"
+    def __init__(self, resume):
+        super().__init__(resume)
+        self.resume = resume  # the command that continues the run
 
 
 def require(condition, message):

@@ -149,6 +149,11 @@ def set_status(run_dir, state, **extra):
                                                  datetime.timezone.utc).isoformat()})
 
 
+def resume_command(run_dir):
+    """What a user types to continue an unfinished run."""
+    return f"cnn-tasks train --resume {run_dir}"
+
+
 def this_process():
     """Who is training (kept in status.json), so ``runs`` can tell a live run from a killed one."""
     import os
@@ -190,7 +195,7 @@ def list_runs(root, task=None):
             row = {"task": task_dir.name, "run_dir": run, "metrics": metrics, "state": state,
                    **{key: status[key] for key in ("reason", "resume") if key in status}}
             if process_gone(status):  # killed mid-training: it can be resumed like an interrupted one
-                row.update(state="interrupted", resume=f"cnn-tasks train --resume {run}",
+                row.update(state="interrupted", resume=resume_command(run),
                            reason=f"its training process ({status['pid']}) is gone")
             rows.append(row)
     return rows

@@ -77,7 +77,7 @@ def train(task_name, *, config=None, resume=None, quiet=False, echo=print, run_i
     except BaseException as error:  # the run says how it ended, then the error goes on up
         _mark_ended(state, error)
         if isinstance(error, KeyboardInterrupt) and state.placement.is_chief and state.run_dir.is_dir():
-            raise TrainingInterrupted(state.run_dir) from None
+            raise TrainingInterrupted(runs.resume_command(state.run_dir)) from None
         raise
 
 
@@ -95,7 +95,7 @@ def _mark_ended(state, error):
         shutil.rmtree(state.run_dir, ignore_errors=True)  # refused before any training: nothing to keep
         return
     if isinstance(error, KeyboardInterrupt):
-        runs.set_status(state.run_dir, "interrupted", resume=f"cnn-tasks train --resume {state.run_dir}")
+        runs.set_status(state.run_dir, "interrupted", resume=runs.resume_command(state.run_dir))
     else:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         runs.set_status(state.run_dir, "failed", reason=f"{type(error).__name__}: {reason}"[:500])

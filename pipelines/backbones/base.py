@@ -42,6 +42,20 @@ def register_backbone(name, *, modality, min_size=1, note="", spatial_dims=None,
                               spatial_dims=spatial_dims, **meta)
 
 
+def twin(name, spatial_dims):
+    """The registered backbone with ``spatial_dims`` that shares ``name``'s builder (a 3D entry
+    names the 2D one it ``inflates``): ``name`` itself if it already has those dimensions, else
+    its twin, or None."""
+    entry = BACKBONES.entry(name)
+    if entry.meta.get("spatial_dims") == spatial_dims:
+        return name
+    if spatial_dims == 2:
+        return entry.meta.get("inflates")
+    return next((other for other in BACKBONES.names()
+                 if BACKBONES.entry(other).meta.get("inflates") == name
+                 and BACKBONES.entry(other).meta.get("spatial_dims") == spatial_dims), None)
+
+
 def make_backbone(inputs, pyramid, *, name=BACKBONE_LAYER_NAME, strides=None):
     """Wrap an input and its dict of level tensors as a backbone, checking the stride contract
     (``strides``: per level, one stride per axis where a backbone pools anisotropically)."""

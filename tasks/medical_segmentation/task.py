@@ -132,13 +132,14 @@ class MedicalSegmentation(Task):
         with a 2D backbone takes its registered 3D twin (basic_cnn -> basic_cnn3d); the batch
         size follows (32 slices, 4 patches)."""
         from pipelines.backbones import BACKBONES
+        from pipelines.backbones.base import twin as backbone_twin
 
         entry = BACKBONES.entry(config.backbone)
         dims = entry.meta.get("spatial_dims") or 2
         wanted = config.spatial_dims or dims
         backbone = config.backbone
         if wanted != dims:
-            twin = _twin(config.backbone, wanted)
+            twin = backbone_twin(config.backbone, wanted)
             if twin is None:
                 raise UserError(f"--set spatial_dims={wanted}: backbone {config.backbone!r} is {dims}D "
                                 f"and has no registered {wanted}D twin; choose a {wanted}D backbone "
@@ -435,18 +436,6 @@ class MedicalSegmentation(Task):
 
     def format_prediction(self, record):
         return f"{record['input']} -> {record['mask']}  {record['voxels']}"
-
-
-def _twin(backbone, dims):
-    """The registered ``dims``-D twin of a backbone (3D ones name the 2D one they inflate)."""
-    from pipelines.backbones import BACKBONES
-
-    for name in BACKBONES.names():
-        meta = BACKBONES.entry(name).meta
-        if dims == 3 and meta.get("inflates") == backbone and meta.get("spatial_dims") == 3:
-            return name
-    inflated = BACKBONES.entry(backbone).meta.get("inflates")
-    return inflated if dims == 2 and inflated else None
 
 
 def _check_patch_size(patch):
