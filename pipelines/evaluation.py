@@ -40,10 +40,11 @@ class Evaluation:
 class Steps:
     """Progress of the evaluation's steps (they can take minutes: sliding windows, HD95, beam
     search, a baseline fit): each step's name when it starts and its seconds when it ends, on
-    ``echo`` (stderr by default); silent without one."""
+    ``echo`` (stderr by default); silent without one. Inside a long loop, :meth:`share` tells
+    how far the step has got, at most every ``every_s`` seconds."""
 
-    def __init__(self, echo=None):
-        self.echo, self.started = echo, None
+    def __init__(self, echo=None, every_s=5.0):
+        self.echo, self.every_s, self.started, self.last_line = echo, every_s, None, 0.0
 
     def __call__(self, name):
         import time
@@ -52,6 +53,18 @@ class Steps:
         if self.echo:
             self.echo(f"  {name} ...")
         self.started = (name, time.monotonic())
+        self.last_line = self.started[1]
+
+    def share(self, done, total, what="done"):
+        """``done`` of ``total`` items of the current step are finished (``what`` names them)."""
+        import time
+
+        now = time.monotonic()
+        if not (self.echo and self.started) or done >= total or now - self.last_line < self.every_s:
+            return
+        name, start = self.started
+        self.echo(f"  {name}: {done}/{total} {what} ({done / total:.0%}, {now - start:.0f} s)")
+        self.last_line = now
 
     def done(self):
         import time
@@ -62,12 +75,22 @@ class Steps:
         self.started = None
 
 
+def counted(items, progress, what="done"):
+    """Yield each of ``items`` (a sized collection), then tell ``progress(done, total, what)``:
+    the loop-side half of :meth:`Steps.share`, for a task's long per-item loops."""
+    total = len(items)
+    for done, item in enumerate(items, 1):
+        yield item
+        if progress is not None:
+            progress(done, total, what)
+
+
 def evaluate(task, model, test, info, config, *, train=None, history=None, progress=None):
     """Run ``task`` on the ``test`` Dataset; ``train`` (if given) fits the classical baseline.
     ``progress`` (a line printer) hears each step."""
     step = Steps(progress)
     step(f"predicting the {len(test)} test examples")
-    outputs = task.predict_dataset(model, test, info, config)
+    outputs = task.predict_dataset(model, test, info, config, progress=step.share)
     step("metrics")
     result = Evaluation(metrics=task.metrics(test, outputs, info), n_samples=len(test),
                         notes=list(task.report_notes(test, info)),

@@ -139,7 +139,9 @@ class Task:
         return []
 
     # -- evaluation --------------------------------------------------------------------------
-    def predict_dataset(self, model, dataset, info, config):
+    def predict_dataset(self, model, dataset, info, config, progress=None):
+        """The task's outputs for every example of ``dataset``. A long per-example loop tells
+        ``progress(done, total, what)`` how far it has got (``evaluation.counted`` does this)."""
         raise NotImplementedError
 
     def metrics(self, dataset, outputs, info):

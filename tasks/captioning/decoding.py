@@ -62,22 +62,26 @@ class CaptionWriter:
         """One :class:`Caption` per image."""
         return self.write(images, {"beam": (width, alpha)})["beam"]
 
-    def greedy_and_beam(self, images, width, alpha=1.0):
+    def greedy_and_beam(self, images, width, alpha=1.0, progress=None):
         """``{"greedy": [...], "beam W": [...]}`` (the beam only when W > 1), from one encoding."""
         searches = {"greedy": (1, 1.0)}
         if width > 1:
             searches[f"beam {width}"] = (width, alpha)
-        return self.write(images, searches)
+        return self.write(images, searches, progress)
 
-    def write(self, images, searches):
+    def write(self, images, searches, progress=None):
         """Several searches over one encoding of the images: ``{name: (width, alpha)}`` ->
         ``{name: [Caption per image]}`` (the encoder is the costly part; run it once).
-        ``images`` is an array or lazily read files: a batch at a time is decoded."""
+        ``images`` is an array or lazily read files: a batch at a time is decoded, and
+        ``progress(done, total, what)`` (if given) hears after each batch."""
         captions = {name: [] for name in searches}
         for begin in range(0, len(images), self.batch_size):
             features = self.annotations(images[begin:begin + self.batch_size])
             for name, (width, alpha) in searches.items():
                 captions[name] += self._search(features, width, alpha)
+            if progress is not None:
+                progress(min(begin + self.batch_size, len(images)), len(images),
+                         f"images captioned ({', '.join(searches)})")
         return captions
 
     def _search(self, features, width, alpha):

@@ -114,10 +114,10 @@ class Captioning(Task):
     def _writer(self, model, info):
         return CaptionWriter(model, info.vocabulary, max_length=info.max_length)
 
-    def predict_dataset(self, model, dataset, info, config):
+    def predict_dataset(self, model, dataset, info, config, progress=None):
         writer = self._writer(model, info)
         images = self._images(dataset.x, info)
-        decoded = writer.greedy_and_beam(images, config.beam_width, config.length_alpha)
+        decoded = writer.greedy_and_beam(images, config.beam_width, config.length_alpha, progress=progress)
         scored = {}
         for name, captions in decoded.items():
             values, per_image = scores.caption_scores(list(dataset.y), [c.text for c in captions])

@@ -103,7 +103,7 @@ class ImageClassification(ClassificationTask):
                                 norm=self.head_norm(config), hidden=config.head_hidden,
                                 dropout=config.head_dropout)
 
-    def predict_dataset(self, model, dataset, info, config):
+    def predict_dataset(self, model, dataset, info, config, progress=None):
         x, y = self.encode(dataset, info)
         if is_image_files(x):  # streamed through tf.data, never all in memory
             x = tf_dataset(x, y, batch_size=256, training=False, cache="none")

@@ -19,6 +19,7 @@ from pipelines import augmentation
 from pipelines.config import TrainConfig, option
 from pipelines.data import Dataset
 from pipelines.errors import UserError
+from pipelines.evaluation import counted
 from pipelines.inputs import Streamed
 from pipelines.preprocessing import Preprocessing
 from pipelines.tasks import Task, register_task
@@ -341,15 +342,17 @@ class MedicalSegmentation(Task):
         labels = proba.argmax(axis=-1).astype(np.int16)
         return volumes.from_slices(labels, info.slice_axis) if info.volumes else labels[0]
 
-    def predict_dataset(self, model, dataset, info, config):
-        return self.score(dataset, [self.predict_case(model, case, info) for case in dataset.x], info)
+    def predict_dataset(self, model, dataset, info, config, progress=None):
+        masks = [self.predict_case(model, case, info) for case in counted(dataset.x, progress, "cases predicted")]
+        return self.score(dataset, masks, info, progress)
 
-    def score(self, dataset, masks, info):
+    def score(self, dataset, masks, info, progress=None):
         """Pair predicted masks with their per-case metrics, computed once for metrics, tables
         and figures (HD95's distance transforms are the costly part)."""
         classes = range(1, info.n_classes)
+        pairs = counted(list(zip(dataset.x, masks)), progress, "cases scored (Dice, IoU, HD95)")
         return ScoredMasks(masks, [metrics.case_metrics(case.mask, predicted, classes, case.spacing)
-                                   for case, predicted in zip(dataset.x, masks)])
+                                   for case, predicted in pairs])
 
     def metrics(self, dataset, outputs, info):
         return metrics.mean_metrics(outputs.per_case)

@@ -171,7 +171,7 @@ class Steering(Task):
         return [keras.metrics.RootMeanSquaredError(name="rmse"), keras.metrics.MeanAbsoluteError(name="mae")]
 
     # -- evaluation --------------------------------------------------------------------------
-    def predict_dataset(self, model, dataset, info, config):
+    def predict_dataset(self, model, dataset, info, config, progress=None):
         x, y = self.encode(dataset, info)
         stream = tf_dataset(x, y, batch_size=256, training=False, cache="none")
         return Predictions(model.predict(stream, verbose=0).reshape(-1), tolerance(config, info))

@@ -127,7 +127,7 @@ class TextClassification(ClassificationTask):
         return keras.Model(texts, softmax(head(sentence)), name="text_classifier")
 
     # -- evaluation --------------------------------------------------------------------------
-    def predict_dataset(self, model, dataset, info, config):
+    def predict_dataset(self, model, dataset, info, config, progress=None):
         return model.predict(np.asarray(dataset.x, dtype=object), batch_size=256, verbose=0)
 
     def baseline(self, train, test, info, config, model=None):

@@ -96,7 +96,7 @@ class VolumeClassification(ClassificationTask):
         return build_classifier(backbone, len(info.class_names), pool="avg", norm=self.head_norm(config),
                                 dropout=config.head_dropout)
 
-    def predict_dataset(self, model, dataset, info, config):
+    def predict_dataset(self, model, dataset, info, config, progress=None):
         return model.predict(self.encode(dataset, info)[0], batch_size=64, verbose=0)
 
     def baseline(self, train, test, info, config, model=None):
