@@ -18,6 +18,10 @@ from pipelines.errors import UserError
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 STATUS_FILE = "status.json"
+MODEL_FILE = "model.keras"
+CHECKPOINTS_DIR = "checkpoints"  # the best epoch's weights, kept through crashes and divergence
+BEST_WEIGHTS = f"{CHECKPOINTS_DIR}/best.weights.h5"
+BACKUP_DIR = "backup"  # BackupAndRestore's state per phase; removed once the run has finished
 
 
 def new_run_id(now=None):
@@ -138,7 +142,7 @@ def open_run(run_dir, *, finished=True):
     if not (path / CONFIG_FILE).is_file():
         raise UserError(f"{path}: not a cnn-tasks run directory (no {CONFIG_FILE})")
     config = read_json(path / CONFIG_FILE)
-    if finished and not (path / "model.keras").is_file():
+    if finished and not (path / MODEL_FILE).is_file():
         raise UserError(f"{path}: the run has no model.keras (unfinished? resume it with --resume)")
     return path, config
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import keras
 
 from pipelines.backbones import BACKBONE_LAYER_NAME
+from pipelines.runs import BACKUP_DIR, BEST_WEIGHTS, CHECKPOINTS_DIR
 from pipelines.errors import UserError
 
 HISTORY_FILE = "history.csv"
@@ -104,10 +105,10 @@ def _callbacks(config, run_dir, phase, *, monitor, mode, resume_history, tensorb
     callbacks = [
         guard,
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=resume_history),
-        keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / "best.weights.h5"),
+        keras.callbacks.ModelCheckpoint(str(run_dir / BEST_WEIGHTS),
                                         monitor=monitor, mode=mode, save_best_only=True,
                                         save_weights_only=True, verbose=0),
-        PeriodicBackupAndRestore(str(run_dir / "backup" / phase), config.backup_interval_s),
+        PeriodicBackupAndRestore(str(run_dir / BACKUP_DIR / phase), config.backup_interval_s),
     ]
     if config.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
@@ -147,7 +148,7 @@ def _restored_epoch(run_dir, phase):
     (a file format Keras does not document; setup.cfg pins the Keras versions tested)."""
     import json
 
-    meta = Path(run_dir) / "backup" / phase / "training_metadata.json"
+    meta = Path(run_dir) / BACKUP_DIR / phase / "training_metadata.json"
     if meta.is_file():
         return json.loads(meta.read_text()).get("epoch", 0)
     return None
@@ -179,7 +180,7 @@ def fit(model, train_ds, val_ds, *, config, run_dir, loss, metrics, monitor="val
                        config.fine_tune_lr_scale, True))
     start, epochs_run, guard = time.perf_counter(), 0, DivergenceGuard()
     for index, (phase, first, last, lr_scale, backbone_trainable) in enumerate(phases):
-        done_marker = Path(run_dir) / "backup" / f"{phase}.done"
+        done_marker = Path(run_dir) / BACKUP_DIR / f"{phase}.done"
         if resume and done_marker.exists():
             continue  # this phase finished before the interruption
         set_backbone_trainable(model, backbone_trainable)
@@ -200,17 +201,17 @@ def fit(model, train_ds, val_ds, *, config, run_dir, loss, metrics, monitor="val
         epochs_run += len(history.epoch)
         if guard.diverged_at is not None:
             epoch, batch = guard.diverged_at
-            saved = (Path(run_dir) / "checkpoints" / "best.weights.h5").is_file()
+            saved = (Path(run_dir) / BEST_WEIGHTS).is_file()
             kept = _best_epoch(run_dir, monitor, mode) if saved else -1
             raise TrainingDiverged(
                 f"training diverged: the loss became NaN or infinite at epoch {epoch + 1}, batch "
                 f"{batch + 1}; " + (f"the best weights so far (epoch {kept + 1}) are in "
-                                    f"{Path(run_dir) / 'checkpoints'}; " if kept >= 0 else "")
+                                    f"{Path(run_dir) / CHECKPOINTS_DIR}; " if kept >= 0 else "")
                 + "try a lower --learning-rate")
         done_marker.parent.mkdir(parents=True, exist_ok=True)
         done_marker.touch()
     seconds = time.perf_counter() - start
-    best = Path(run_dir) / "checkpoints" / "best.weights.h5"
+    best = Path(run_dir) / BEST_WEIGHTS
     if config.restore_best and best.is_file():
         model.load_weights(best)
     return FitResult(epochs=epochs_run, seconds=seconds,

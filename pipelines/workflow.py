@@ -87,7 +87,7 @@ def _mark_ended(state, error):
     epoch leaves no run directory at all."""
     if not state.placement.is_chief or not state.run_dir.is_dir():
         return
-    progress = ("checkpoints", "backup", training.HISTORY_FILE, "model.keras")
+    progress = (runs.CHECKPOINTS_DIR, runs.BACKUP_DIR, training.HISTORY_FILE, runs.MODEL_FILE)
     if isinstance(error, UserError) and not state.resumed and \
             not any((state.run_dir / name).exists() for name in progress):
         import shutil
@@ -182,7 +182,7 @@ def _save_and_report(state, model, fitted, meta, origin, echo):
     """Step 3 (the chief): model, backbone and assets; evaluation on the test split; metrics.json
     and the reports; the run marked finished."""
     task, config, info, run_dir = state.task, state.config, state.info, state.run_dir
-    runs.save_model(model, run_dir / "model.keras")
+    runs.save_model(model, run_dir / runs.MODEL_FILE)
     transfer.save_backbone(model, run_dir, {**meta, "run_dir": str(run_dir)})
     info.save_assets(run_dir / "assets", runs.write_json)
     result = evaluation.evaluate(task, model, state.test_set, info, config, train=state.train_set,
@@ -219,10 +219,10 @@ def _place_run(placement, output, task_name, resumed, run_id):
         return run_dir
     chief_dir = resumed or Path(output) / task_name / distribute.agree_on_run_id(placement, None)
     folder = distribute.worker_folder(placement)
-    if resumed is not None and (resumed / "backup").is_dir():
+    if resumed is not None and (resumed / runs.BACKUP_DIR).is_dir():
         import shutil
 
-        shutil.copytree(resumed / "backup", folder / "backup")
+        shutil.copytree(resumed / runs.BACKUP_DIR, folder / runs.BACKUP_DIR)
     print(f"{placement.cluster.task_type} {placement.cluster.index}: training for run {chief_dir} "
           f"(the chief writes it); backups in {folder}, deleted at the end", flush=True)
     return folder
@@ -231,7 +231,7 @@ def _place_run(placement, output, task_name, resumed, run_id):
 def _cleanup(run_dir):
     import shutil
 
-    shutil.rmtree(Path(run_dir) / "backup", ignore_errors=True)
+    shutil.rmtree(Path(run_dir) / runs.BACKUP_DIR, ignore_errors=True)
     _cleanup_cache(Path(run_dir) / "cache")
 
 
@@ -305,7 +305,7 @@ def load_run(run_dir):
     config = resolve_config(task, base=saved["config"])
     info = task.Preprocessing.load_assets(path / "assets")
     try:
-        model = keras.models.load_model(path / "model.keras", safe_mode=True)
+        model = keras.models.load_model(path / runs.MODEL_FILE, safe_mode=True)
     except (ValueError, OSError) as error:
         raise UserError(f"{path / 'model.keras'}: cannot load the model ({error})") from None
     return path, saved, task, config, info, model
