@@ -4,10 +4,17 @@ task; the resident memory after each run shows whether anything leaks run over r
 
 Not a test (it takes minutes); run by hand and paste the table into benchmarks/RESULTS.md:
 
-    python benchmarks/soak.py [--runs 20] [--seed 0]
+    python benchmarks/soak.py [--runs 20] [--seed 0] [--clear-session] [--trim] [--plain]
+
+``--plain`` is the control: the same loop over a plain Keras script (a small CNN fitted on a
+tf.data pipeline), so growth that the pipeline shares with plain Keras is told apart from
+growth of its own. ``--trim`` hands freed heap pages back to the system after each run
+(glibc's ``malloc_trim``), which tells memory still referenced from memory merely kept by the
+allocator. Python objects alive after each run are counted too (``gc.get_objects``).
 """
 
 import argparse
+import gc
 import random
 import tempfile
 import time
@@ -38,6 +45,36 @@ def resident_mb():
     return pages * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
 
 
+def trim_heap():
+    """glibc's malloc_trim(0): return free pages of every arena to the system (no-op elsewhere)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def plain_keras_run(rng):
+    """The control: what a user's own loop of plain Keras trainings does, no pipeline code."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    x = np.random.default_rng(rng.randrange(1000)).random((512, 16, 16, 1), dtype=np.float32)
+    y = (x.mean(axis=(1, 2, 3)) > 0.5).astype("int32")
+    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(512).map(
+        lambda a, b: (tf.image.random_flip_left_right(a), b)).batch(rng.choice([8, 16, 32]))
+    model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Conv2D(8, 3, activation="relu"),
+                              keras.layers.MaxPooling2D(), keras.layers.Flatten(),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.compile(keras.optimizers.Adam(rng.choice([1e-3, 5e-4])), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(data, epochs=rng.choice([1, 2]), verbose=0)
+    model.evaluate(data, verbose=0)
+
+
 def random_options(task_name, rng):
     return {**TINY.get(task_name, {}), "epochs": rng.choice([1, 2]),
             "batch_size": rng.choice([8, 16, 32]), "learning_rate": rng.choice([1e-3, 5e-4, 2e-3]),
@@ -51,30 +88,38 @@ def main(argv=None):
     parser.add_argument("--clear-session", action="store_true",
                         help="call keras.backend.clear_session() and gc.collect() between runs, "
                              "as Keras advises for a loop that builds many models")
+    parser.add_argument("--trim", action="store_true",
+                        help="malloc_trim(0) after each run (glibc), to tell kept pages from live memory")
+    parser.add_argument("--plain", action="store_true",
+                        help="the control: loop over a plain Keras training instead of the pipeline")
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
     names = [name for name in task_names() if name in TINY]
     print(f"start: {resident_mb():.0f} MB resident")
-    print("| run | task | options | s | resident MB after |\n|---|---|---|---|---|")
+    print("| run | task | options | s | resident MB after | Python objects |\n|---|---|---|---|---|---|")
     memory = []
     with tempfile.TemporaryDirectory() as output:
         for run in range(1, args.runs + 1):
-            name = names[(run - 1) % len(names)] if run <= len(names) else rng.choice(names)
-            options = {**random_options(name, rng), "output": output}
-            task = workflow.get_task(name)
-            config = workflow.resolve_config(task, sets=options)
             start = time.monotonic()
-            workflow.train(name, config=config, quiet=True, echo=lambda *_: None)
+            if args.plain:
+                name, shown = "plain Keras", {}
+                plain_keras_run(rng)
+            else:
+                name = names[(run - 1) % len(names)] if run <= len(names) else rng.choice(names)
+                options = {**random_options(name, rng), "output": output}
+                config = workflow.resolve_config(workflow.get_task(name), sets=options)
+                workflow.train(name, config=config, quiet=True, echo=lambda *_: None)
+                shown = {k: v for k, v in options.items() if k in ("epochs", "batch_size", "learning_rate", "seed")}
             if args.clear_session:
-                import gc
-
                 import keras
 
                 keras.backend.clear_session()
-                gc.collect()
+            gc.collect()
+            if args.trim:
+                trim_heap()
             memory.append(resident_mb())
-            shown = {k: v for k, v in options.items() if k in ("epochs", "batch_size", "learning_rate", "seed")}
-            print(f"| {run} | {name} | {shown} | {time.monotonic() - start:.0f} | {memory[-1]:.0f} |", flush=True)
+            print(f"| {run} | {name} | {shown} | {time.monotonic() - start:.0f} | {memory[-1]:.0f} | "
+                  f"{len(gc.get_objects())} |", flush=True)
     settled = memory[len(names):]  # after every task has run once (its imports and caches loaded)
     if len(settled) >= 2:
         growth = (settled[-1] - settled[0]) / (len(settled) - 1)

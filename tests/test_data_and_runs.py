@@ -77,3 +77,26 @@ def test_runs_table_keeps_the_end_of_long_data_paths():
     assert _clip("builtin:digits", 25) == "builtin:digits"
     clipped = _clip("../shared/datasets/msd_hippocampus", 25)
     assert len(clipped) == 25 and clipped.endswith("msd_hippocampus") and clipped.startswith("…")
+
+
+def test_a_training_in_process_keeps_no_model_alive(tmp_path):
+    """A notebook or service calling workflow.train again and again must not pile up models:
+    once a run has finished, nothing of the pipeline's still refers to the network it trained
+    (TensorFlow itself keeps each traced step's graph; see benchmarks/RESULTS.md, Soak)."""
+    import gc
+
+    import keras
+
+    from pipelines import workflow
+
+    def live_models():
+        gc.collect()
+        return {id(o) for o in gc.get_objects() if isinstance(o, keras.Model)}
+
+    before = live_models()
+    config = workflow.resolve_config(workflow.get_task("image-classification"), sets={
+        "epochs": 1, "train_fraction": 0.2, "backbone_options": {"widths": [4, 8]}, "output": str(tmp_path)})
+    run_dir = workflow.train("image-classification", config=config, quiet=True, echo=lambda *_: None)
+    assert (run_dir / runs.MODEL_FILE).is_file()
+    keras.backend.clear_session()
+    assert live_models() - before == set()
