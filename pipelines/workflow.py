@@ -124,7 +124,7 @@ def _prepare(task_name, *, config, resume, quiet, run_id):
     dataset, splits = _load_split_data(task, config, run_dir, resume)
     train_set, val_set, test_set = (dataset.subset(s) for s in (splits.train, splits.val, splits.test))
     info = task.fit_preprocessing(train_set, config, _min_size(config))
-    check_input(config.backbone, task.input_shape(info))  # a misfit is refused before the run exists
+    check_input(config.backbone, task.input_shape(info), config.backbone_options)  # refused before the run exists
     run_dir = _place_run(placement, config.output, task.name, run_dir, run_id)
     return _Training(task, config, placement, source, dataset, splits, train_set, val_set, test_set,
                      info, run_dir, bool(resume), quiet or not placement.is_chief)

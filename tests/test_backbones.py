@@ -129,3 +129,23 @@ def test_a_thin_volume_can_keep_its_depth_and_the_strides_are_declared():
     with pytest.raises(Exception, match="each stage pools by 1 or 2"):
         create_backbone("basic_cnn3d", (8, 8, 8, 1), widths=[4], pool_sizes=[[3, 2, 2]])
     keras.backend.clear_session()
+
+
+def test_a_thin_volume_fits_a_backbone_that_keeps_its_depth():
+    """The least input is the total stride per axis: a volume 2 slices deep is refused by three
+    2x2x2 stages (at least 8 each way) and taken when the first two stages leave depth alone."""
+    from pipelines.backbones import create_backbone
+    from pipelines.backbones.base import min_shape
+    from pipelines.errors import UserError
+
+    keep_depth = {"widths": [4, 4, 4], "pool_sizes": [[1, 2, 2], [1, 2, 2], 2]}
+    assert min_shape("basic_cnn3d", 3) == (8, 8, 8)
+    assert min_shape("basic_cnn3d", 3, keep_depth) == (2, 8, 8)
+    assert min_shape("basic_cnn", 2, {"widths": [4, 4]}) == (4, 4)
+    assert min_shape("resnet18", 2) == (32, 32)  # an entry without min_shape: its min_size each way
+    with pytest.raises(UserError, match=r"needs inputs of at least 8 along every axis, got 2x16x16"):
+        create_backbone("basic_cnn3d", (2, 16, 16, 1), widths=[4, 4, 4])
+    with pytest.raises(UserError, match=r"needs inputs of at least 2x8x8, got 1x16x16; set image_size or volume_size"):
+        create_backbone("basic_cnn3d", (1, 16, 16, 1), **keep_depth)
+    backbone = create_backbone("basic_cnn3d", (2, 16, 16, 1), **keep_depth)
+    assert tuple(backbone.output["P3"].shape[1:4]) == (1, 2, 2)

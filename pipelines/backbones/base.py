@@ -33,8 +33,10 @@ def register_backbone(name, *, modality, min_size=1, note="", spatial_dims=None,
 
     ``modality`` is ``"image"`` (pyramid contract above) or ``"text"`` (see
     :mod:`pipelines.backbones.text_cnn`); ``spatial_dims`` is 2 (images, the default for the
-    image modality) or 3 (volumes); ``min_size`` applies to every spatial axis. Extra ``meta``
-    (a text backbone's ``spans``, the 2D backbone a 3D one ``inflates``) is kept on the entry.
+    image modality) or 3 (volumes); ``min_size`` applies to every spatial axis, unless the
+    entry gives ``min_shape(spatial_dims, **options)``: the least size per axis for those options
+    (a backbone that keeps a thin volume's depth needs less of it). Extra ``meta`` (a text
+    backbone's ``spans``, the 2D backbone a 3D one ``inflates``) is kept on the entry.
     """
     if modality == "image":
         spatial_dims = spatial_dims or 2
@@ -118,7 +120,7 @@ def validate_pyramid(backbone, strides=None):
 
 def create_backbone(name, input_shape, **options):
     """Build a registered backbone for ``input_shape``; bad names or options raise UserError."""
-    entry = check_input(name, input_shape)
+    entry = check_input(name, input_shape, options)
     try:
         return entry.obj(tuple(input_shape), **options)
     except TypeError as error:
@@ -127,12 +129,22 @@ def create_backbone(name, input_shape, **options):
         raise
 
 
-def check_input(name, input_shape):
+def min_shape(name, spatial_dims, options=None):
+    """The least input size along each spatial axis that backbone ``name`` takes with ``options``."""
+    entry = BACKBONES.entry(name)
+    if "min_shape" in entry.meta:
+        try:
+            return tuple(int(s) for s in entry.meta["min_shape"](spatial_dims, **(options or {})))
+        except TypeError as error:
+            raise UserError(f"backbone {name!r}: bad backbone_options ({error})") from None
+    return (int(entry.meta.get("min_size", 1)),) * spatial_dims
+
+
+def check_input(name, input_shape, options=None):
     """The registry entry of ``name``, if it takes ``input_shape`` (images for 2D backbones,
-    volumes for 3D ones, at least ``min_size`` along every axis); else a UserError, raised
+    volumes for 3D ones, at least :func:`min_shape` along each axis); else a UserError, raised
     before any run directory is made."""
     entry = BACKBONES.entry(name)
-    min_size = entry.meta.get("min_size", 1)
     if entry.meta["modality"] == "image":
         dims = entry.meta["spatial_dims"]
         if dims == 3 and len(input_shape) != 4:
@@ -142,9 +154,13 @@ def check_input(name, input_shape):
             hint = "; use a 3D backbone for volumes" if len(input_shape) == 4 else ""
             raise UserError(f"backbone {name!r} needs (height, width, 1 or 3) input, got "
                             f"{tuple(input_shape)}{hint}")
-        if min(input_shape[:-1]) < min_size:
-            raise UserError(f"backbone {name!r} needs inputs of at least {min_size} along every axis, "
-                            f"got {'x'.join(str(s) for s in input_shape[:-1])}; set image_size")
+        least = min_shape(name, len(input_shape) - 1, options)
+        if any(size < m for size, m in zip(input_shape[:-1], least)):
+            needed = (f"at least {least[0]} along every axis" if len(set(least)) == 1
+                      else f"at least {'x'.join(map(str, least))}")
+            raise UserError(f"backbone {name!r} needs inputs of {needed}, got "
+                            f"{'x'.join(str(s) for s in input_shape[:-1])}; set image_size"
+                            + (" or volume_size" if len(least) == 3 else ""))
     return entry
 
 

@@ -1,6 +1,8 @@
 """The textbook convolutional stacks: conv 3x3 + ReLU, then 2x2 pooling with stride 2, per stage;
 in 2D for images and 3D for volumes (conv 3x3x3, pooling 2x2x2), written once."""
 
+import math
+
 import keras
 from keras import layers
 
@@ -40,7 +42,14 @@ def stage_pool_sizes(pool_sizes, stages, dims):
     return sizes
 
 
-@register_backbone("basic_cnn", modality="image", min_size=8,
+def basic_cnn_min_shape(spatial_dims, widths=(32, 64, 128), pool_sizes=None, **_):
+    """Each axis at least its total stride (1 pixel at the deepest level): 8 for three stages of
+    2x2 pooling, less along an axis that some stages leave alone."""
+    sizes = stage_pool_sizes(pool_sizes, len(widths), spatial_dims)
+    return tuple(math.prod(size[axis] for size in sizes) for axis in range(spatial_dims))
+
+
+@register_backbone("basic_cnn", modality="image", min_size=8, min_shape=basic_cnn_min_shape,
                    note="[conv3x3-ReLU]xN + 2x2 pool per stage; widths/depth/pool configurable")
 def basic_cnn(input_shape, widths=(32, 64, 128), convs_per_stage=2, pool_type="max",
               batch_norm=False, pool_sizes=None):
@@ -74,4 +83,5 @@ def vgg_small(input_shape, width=1.0, widths=(32, 64, 128, 256), convs_per_stage
 
 
 register_backbone("basic_cnn3d", modality="image", spatial_dims=3, min_size=8, inflates="basic_cnn",
+                  min_shape=basic_cnn_min_shape,
                   note="basic_cnn on volumes: [conv3x3x3-ReLU]xN + 2x2x2 pool per stage")(basic_cnn)
