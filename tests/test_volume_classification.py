@@ -114,6 +114,26 @@ def test_flips_are_drawn_per_axis_and_shifts_keep_the_shape():
 TINY = ("--set", "backbone_options.widths=[4,8,8]", "--set", "figure_cases=2")
 
 
+def test_mirror_averaging_is_the_mean_over_every_flip_and_ignores_orientation():
+    import itertools
+
+    import keras
+
+    from pipelines.test_time import mirror_averaged
+
+    net = keras.Sequential([keras.Input((4, 6, 5, 1)), keras.layers.Conv3D(3, 3, activation="relu"),
+                            keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
+    x = np.random.default_rng(0).normal(size=(3, 4, 6, 5, 1)).astype(np.float32)
+    axes = (1, 2, 3)
+    subsets = [c for n in range(4) for c in itertools.combinations(axes, n)]
+    expected = np.mean([net.predict(np.flip(x, s) if s else x, verbose=0) for s in subsets], axis=0)
+    averaged = mirror_averaged(net, axes)
+    np.testing.assert_allclose(averaged.predict(x, verbose=0), expected, atol=1e-5)
+    np.testing.assert_allclose(averaged.predict(np.flip(x, (1, 3)), verbose=0), expected, atol=1e-5)
+    assert not np.allclose(net.predict(x, verbose=0), expected, atol=1e-3)  # the plain net is not invariant
+    assert mirror_averaged(net, ()) is net
+
+
 @pytest.fixture(scope="module")
 def volume_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("volumes")
@@ -160,7 +180,9 @@ def test_predict_and_export_agree_on_a_nifti_and_an_npy(volume_run, tmp_path, ca
     voxels = task.network_input(x[:2].astype(np.float32), info)[..., None]  # (N, D, H, W, 1)
     assert run_cli("export", run_dir, "--format", "tflite", "--out", tmp_path / "tfl") == 0
     got = run_tflite(tmp_path / "tfl" / "1" / "model.tflite", "predict_voxels", voxels=voxels)
-    np.testing.assert_allclose(got["probabilities"], model.predict(voxels, verbose=0), atol=1e-4)
+    assert info.test_time_flips  # trained with flips, so every way out averages the 8 mirror images
+    np.testing.assert_allclose(got["probabilities"], task.predictor(model, info).predict(voxels, verbose=0),
+                               atol=1e-4)
 
 
 @pytest.mark.slow

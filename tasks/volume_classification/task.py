@@ -13,6 +13,7 @@ from pipelines.config import option
 from pipelines.errors import UserError
 from pipelines.heads import build_classifier
 from pipelines.tasks import register_task
+from pipelines.test_time import mirror_averaged
 from tasks.volume_classification import figures, intensity, readers
 
 
@@ -38,6 +39,8 @@ class VolumeClassificationConfig(ClassificationConfig):
     augment_intensity: float = option(0.1, minimum=0, maximum=0.5, help="gain/offset jitter")
     augment_rotate: float = option(0.0, minimum=0, maximum=45,
                                    help="rotation about the depth axis, up to this many degrees")
+    test_time_flips: bool = option(True, help="average each prediction over the 8 mirror images of the "
+                                   "volume (when it trained with flips); 8 passes per volume")
     head_dropout: float = option(0.3, minimum=0, maximum=0.9, help="dropout before the classifier")
     figure_cases: int = option(6, minimum=0, help="test volumes shown with 3D Grad-CAM")
 
@@ -47,6 +50,7 @@ class VolumePreprocessing(ClassPreprocessing):
     volume_shape: list  # [D, H, W] the network takes
     intensity: str  # "window" or "zscore", as chosen from the training volumes
     window: typing.Optional[list] = None
+    test_time_flips: bool = False  # predictions averaged over the mirror images (runs before it: no)
 
 
 @register_task("volume-classification")
@@ -64,9 +68,12 @@ class VolumeClassification(ClassificationTask):
     def fit_preprocessing(self, train, config, min_size):
         volumes = train.x["volumes"]
         method, window, note = intensity.choose(volumes, config.intensity, config.window)
+        flips = bool(config.test_time_flips and config.augment and config.augment_flip)
         return VolumePreprocessing(class_names=list(train.info["class_names"]),
                                    volume_shape=list(volumes.shape[1:4]), intensity=method,
-                                   window=window, notes=[note])
+                                   window=window, test_time_flips=flips, notes=[note] + (
+                                       ["Predictions average the 8 mirror images of each volume "
+                                        "(test_time_flips)."] if flips else []))
 
     def align(self, dataset, info):
         dataset = super().align(dataset, info)
@@ -96,8 +103,12 @@ class VolumeClassification(ClassificationTask):
         return build_classifier(backbone, len(info.class_names), pool="avg", norm=self.head_norm(config),
                                 dropout=config.head_dropout)
 
+    def predictor(self, model, info):
+        """What answers for the run: the network, or its average over mirror images."""
+        return mirror_averaged(model, (1, 2, 3)) if info.test_time_flips else model
+
     def predict_dataset(self, model, dataset, info, config, progress=None):
-        return model.predict(self.encode(dataset, info)[0], batch_size=64, verbose=0)
+        return self.predictor(model, info).predict(self.encode(dataset, info)[0], batch_size=64, verbose=0)
 
     def baseline(self, train, test, info, config, model=None):
         """Logistic regression on the voxels (standardised), same split; the size rule beside it
@@ -154,7 +165,7 @@ class VolumeClassification(ClassificationTask):
         return self.network_input(np.stack(volumes)[..., None], info)
 
     def predict_inputs(self, model, inputs, info, options, out=None):
-        proba = model.predict(self.read_inputs(inputs, info), verbose=0)
+        proba = self.predictor(model, info).predict(self.read_inputs(inputs, info), verbose=0)
         return [{"input": str(path), **record}
                 for path, record in zip(inputs, self.top_classes(proba, info, options))]
 
@@ -167,11 +178,11 @@ class VolumeClassification(ClassificationTask):
 
         from pipelines.serving import Signature
 
-        shape = list(info.volume_shape)
+        shape, predictor = list(info.volume_shape), self.predictor(model, info)
 
         def serving_default(volumes):
             pixels = intensity.normalize_in_graph(volumes[..., None], info.intensity, info.window)
-            return self.class_outputs(model(pixels, training=False), info)
+            return self.class_outputs(predictor(pixels, training=False), info)
 
         return {"serving_default": Signature(
                     serving_default, [tf.TensorSpec([None] + shape, tf.float32, name="volumes")],
@@ -187,8 +198,10 @@ class VolumeClassification(ClassificationTask):
 
         from pipelines.serving import Signature
 
+        predictor = self.predictor(model, info)
+
         def predict_voxels(voxels):
-            return self.class_outputs(model(voxels, training=False), info, names=names)
+            return self.class_outputs(predictor(voxels, training=False), info, names=names)
 
         return Signature(predict_voxels, [tf.TensorSpec((None,) + self.input_shape(info), tf.float32,
                                                         name="voxels")],
