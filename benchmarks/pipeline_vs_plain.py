@@ -18,9 +18,9 @@ import plain_keras_digits  # noqa: E402
 from pipelines import workflow  # noqa: E402
 
 
-def pipeline_seconds(output):
+def pipeline_seconds(output, epochs=None):
     task = workflow.get_task("image-classification")
-    config = workflow.resolve_config(task, sets={"output": output})
+    config = workflow.resolve_config(task, sets={"output": output, **({"epochs": epochs} if epochs else {})})
     run_dir = workflow.train(task.name, config=config, quiet=True, echo=lambda *_: None)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return metrics["train"]["seconds"], metrics["metrics"]["accuracy"]

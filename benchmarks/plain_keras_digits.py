@@ -36,7 +36,7 @@ def model(batch_norm):
     return keras.Model(inputs, outputs)
 
 
-def main(batch_norm=True, verbose=2):
+def main(batch_norm=True, verbose=2, epochs=EPOCHS):
     keras.utils.set_random_seed(SEED)
     digits = load_digits()
     x = (digits.images / 16.0).astype("float32")[..., None]
@@ -51,11 +51,11 @@ def main(batch_norm=True, verbose=2):
              .prefetch(tf.data.AUTOTUNE))
     val = tf.data.Dataset.from_tensor_slices((x_val, y_val)).cache().batch(BATCH).prefetch(tf.data.AUTOTUNE)
     net = model(batch_norm)
-    steps = int(np.ceil(len(y_train) / BATCH)) * EPOCHS
+    steps = int(np.ceil(len(y_train) / BATCH)) * epochs
     net.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(LR, steps)),
                 loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
     start = time.perf_counter()
-    net.fit(train, validation_data=val, epochs=EPOCHS, verbose=verbose)
+    net.fit(train, validation_data=val, epochs=epochs, verbose=verbose)
     seconds = time.perf_counter() - start
     accuracy = net.evaluate(x_test, y_test, verbose=0)[1]
     print(f"plain keras: {seconds:.1f} s training, test accuracy {accuracy:.4f}")

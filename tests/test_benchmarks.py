@@ -17,3 +17,40 @@ def test_the_plain_script_restates_the_task_defaults(monkeypatch):
     monkeypatch.setattr(plain_keras_digits, "SHIFT", config.augment_shift + 0.025)
     with pytest.raises(SystemExit, match="augment_shift: plain"):
         pipeline_vs_plain.check_same_defaults(config)
+
+
+def test_the_benchmark_command_writes_results_json_and_its_markdown_section(tmp_path):
+    """`python -m benchmarks run` (issue 18): the smallest case, for the files' shape, not the speed."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    results, page = tmp_path / "results.json", tmp_path / "RESULTS.md"
+    page.write_text("# Benchmark results\n\nProse of earlier sessions stays.\n")
+    command = [sys.executable, "-m", "benchmarks", "run", "--quick", "--only", "matmul_peak",
+               "--repeats", "2", "--json", str(results), "--markdown", str(page)]
+    for _ in range(2):  # the second run replaces the section instead of adding one
+        done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+    document = json.loads(results.read_text())
+    assert document["schema"] == 1 and document["quick"] is True and document["repeats"] == 2
+    assert {"cpu", "cores", "python", "tensorflow", "keras"} <= set(document["machine"])
+    figure = document["benchmarks"]["matmul_peak"]["figures"]["matmul_flops_per_s"]
+    assert figure["unit"] == "FLOP/s" and len(figure["values"]) == 2 and all(v > 0 for v in figure["values"])
+    assert min(figure["values"]) <= figure["median"] <= max(figure["values"])
+    text = page.read_text()
+    assert text.startswith("# Benchmark results\n\nProse of earlier sessions stays.")
+    assert text.count("<!-- benchmarks run: begin -->") == 1 and text.count("| matmul_flops_per_s |") == 1
+    assert document["machine"]["tensorflow"] in text and document["date"] in text
+
+
+def test_flops_are_counted_from_the_model():
+    """The profiler's count for a known layer: a 3x3 convolution, 1 -> 4 channels, 'same' on 8x8
+    is 2 * 9 * 1 * 4 * 64 multiply-adds' FLOPs (plus the bias adds)."""
+    import keras
+
+    from benchmarks.suite import forward_flops
+
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, padding="same", use_bias=False)])
+    assert forward_flops(model, (8, 8, 1)) == 2 * 9 * 1 * 4 * 64

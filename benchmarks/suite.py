@@ -1,0 +1,215 @@
+"""The benchmark suite behind ``python -m benchmarks run`` (issue 18).
+
+Each benchmark is a function registered with :func:`benchmark`; it gets ``quick`` and
+``repeats`` and returns its figures: ``{name: Figure}``. A figure keeps every repetition, its
+median and unit, so results.json can be read again without rerunning anything. Comparisons are
+measured side by side in the same run, alternated, and reported as a ratio of medians, because
+this machine is noisy (the same script swings by a third from run to run).
+"""
+
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # the plain-Keras twins are scripts beside this file
+    sys.path.insert(0, str(HERE))
+
+BENCHMARKS = {}
+SCHEMA_VERSION = 1
+BEGIN, END = "<!-- benchmarks run: begin -->", "<!-- benchmarks run: end -->"
+
+
+@dataclasses.dataclass
+class Figure:
+    unit: str
+    values: list  # one per repetition, in the order measured
+    note: str = ""
+
+    @property
+    def median(self):
+        return statistics.median(self.values)
+
+    def to_json(self):
+        return {"unit": self.unit, "values": [round(float(v), 6) for v in self.values],
+                "median": round(float(self.median), 6), "note": self.note}
+
+
+def benchmark(name, *, summary):
+    """Register ``fn(quick, repeats) -> {figure name: Figure}`` under ``name``."""
+    def decorate(fn):
+        BENCHMARKS[name] = (fn, summary)
+        return fn
+    return decorate
+
+
+def machine():
+    """What the figures were measured on: they mean nothing without it."""
+    import keras
+    import tensorflow as tf
+
+    cpu = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
+                if line.startswith("model name")), platform.processor() or "unknown")
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "tensorflow": tf.__version__, "keras": keras.__version__, "platform": platform.platform()}
+
+
+def _read(path):
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+# -- measurements ----------------------------------------------------------------------------
+def matmul_flops_per_second(n, count=8):
+    """float32 FLOP/s of ``count`` chained n x n matrix multiplies in one compiled call: the
+    ceiling a convolution's matrix work can reach on this CPU."""
+    import tensorflow as tf
+
+    a = tf.random.stateless_normal((n, n), seed=(1, 2))
+
+    @tf.function
+    def chain(x):
+        for _ in range(count):
+            x = tf.linalg.matmul(x, a) * (1.0 / n)
+        return x
+
+    chain(a).numpy()  # trace and warm up
+    start = time.perf_counter()
+    chain(a).numpy()
+    return 2.0 * n ** 3 * count / (time.perf_counter() - start)
+
+
+def forward_flops(model, input_shape, dtype="float32"):
+    """Floating-point operations of one forward pass of ``model`` on one example, counted by
+    TensorFlow's profiler from the frozen graph (a convolution counts 2 per multiply-add)."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    spec = tf.TensorSpec([1, *input_shape], dtype)
+    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    graph = convert_variables_to_constants_v2(concrete).graph
+    return int(tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops)
+
+
+@benchmark("matmul_peak", summary="float32 matrix-multiply FLOP/s: the peak a training step is compared with")
+def matmul_peak(quick, repeats):
+    n = 1024 if quick else 2048
+    return {"matmul_flops_per_s": Figure("FLOP/s", [matmul_flops_per_second(n) for _ in range(repeats)],
+                                         f"{n}x{n} float32, 8 chained products per call")}
+
+
+@benchmark("digits_step_efficiency",
+           summary="the default digits model's training step: FLOP/s and its share of the matmul peak")
+def digits_step_efficiency(quick, repeats):
+    import keras
+    import numpy as np
+
+    import plain_keras_digits
+
+    batch = plain_keras_digits.BATCH
+    model = plain_keras_digits.model(batch_norm=True)
+    flops = forward_flops(model, (8, 8, 1))
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).random((batch * 20, 8, 8, 1), dtype=np.float32)
+    y = np.random.default_rng(1).integers(0, 10, len(x)).astype("int32")
+    model.fit(x, y, batch_size=batch, epochs=1, verbose=0)  # trace and warm up
+    steps, step_seconds = len(x) // batch, []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
+        step_seconds.append((time.perf_counter() - start) / steps)
+    achieved = [3 * flops * batch / s for s in step_seconds]  # backward ~ twice the forward
+    peak = matmul_flops_per_second(1024 if quick else 2048)
+    return {"forward_flops_per_example": Figure("FLOP", [flops], "TensorFlow profiler, frozen graph"),
+            "train_step_seconds": Figure("s", step_seconds, f"batch {batch}"),
+            "train_flops_per_s": Figure("FLOP/s", achieved, "3 x forward FLOPs x batch / step time"),
+            "share_of_matmul_peak": Figure("ratio", [a / peak for a in achieved],
+                                           f"against {peak / 1e9:.1f} GFLOP/s measured in the same run")}
+
+
+@benchmark("digits_overhead", summary="cnn-tasks train image-classification vs its plain Keras twin, "
+                                      "same model, data, epochs and batch; alternated")
+def digits_overhead(quick, repeats):
+    import tempfile
+
+    import pipeline_vs_plain
+    import plain_keras_digits
+
+    from pipelines import workflow
+
+    epochs = 5 if quick else plain_keras_digits.EPOCHS
+    pipeline_vs_plain.check_same_defaults(workflow.get_task("image-classification").Config())
+    plain, pipe = [], []
+    with tempfile.TemporaryDirectory() as output:
+        for _ in range(repeats):
+            plain.append(plain_keras_digits.main(batch_norm=True, verbose=0, epochs=epochs)[0])
+            pipe.append(pipeline_vs_plain.pipeline_seconds(output, epochs=epochs)[0])
+    return {"plain_keras_seconds": Figure("s", plain, f"{epochs} epochs"),
+            "pipeline_seconds": Figure("s", pipe, f"{epochs} epochs"),
+            "ratio": Figure("ratio", [statistics.median(pipe) / statistics.median(plain)],
+                            "median pipeline / median plain (goal <= 1.05)")}
+
+
+# -- running and writing ---------------------------------------------------------------------
+def run(names, *, quick, repeats, echo=print):
+    results = {}
+    for name in names:
+        fn, summary = BENCHMARKS[name]
+        echo(f"{name}: {summary} ...")
+        start = time.perf_counter()
+        figures = fn(quick, repeats)
+        results[name] = {"summary": summary, "seconds": round(time.perf_counter() - start, 1),
+                         "figures": {k: f.to_json() for k, f in figures.items()}}
+        for key, figure in figures.items():
+            echo(f"  {key}: {_format(figure.median, figure.unit)} ({figure.unit})")
+    return {"schema": SCHEMA_VERSION, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "quick": quick, "repeats": repeats, "machine": machine(), "benchmarks": results}
+
+
+def _format(value, unit):
+    if unit in ("FLOP/s", "FLOP"):
+        scale, prefix = next((s, p) for s, p in ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1, "")) if value >= s or s == 1)
+        return f"{value / scale:.2f} {prefix}".rstrip()
+    return f"{value:.3f}"
+
+
+def markdown(document):
+    """The RESULTS.md section for one run: the machine and date first, then a table a benchmark."""
+    m = document["machine"]
+    lines = [f"Measured {document['date']} on {m['cpu']} ({m['cores']} cores), Python {m['python']}, "
+             f"TensorFlow {m['tensorflow']}, Keras {m['keras']}; {'--quick, ' if document['quick'] else ''}"
+             f"{document['repeats']} repetitions (medians). Regenerated by `python -m benchmarks run`; "
+             "every repetition is in `benchmarks/results.json`.", ""]
+    for name, result in document["benchmarks"].items():
+        lines += [f"**{name}**: {result['summary']} ({result['seconds']} s).", "",
+                  "| figure | median | unit | repetitions | note |", "|---|---|---|---|---|"]
+        for key, figure in result["figures"].items():
+            values = ", ".join(_format(v, figure["unit"]) for v in figure["values"])
+            lines.append(f"| {key} | {_format(figure['median'], figure['unit'])} | {figure['unit']} | "
+                         f"{values} | {figure['note']} |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write(document, json_path, markdown_path):
+    """results.json whole; in RESULTS.md only the section between the markers is replaced (the
+    rest of that file is prose of earlier sessions), appended with its heading the first time."""
+    Path(json_path).write_text(json.dumps(document, indent=2) + "\n")
+    path = Path(markdown_path)
+    text = path.read_text() if path.is_file() else "# Benchmark results\n"
+    section = f"{BEGIN}\n{markdown(document)}{END}"
+    if BEGIN in text and END in text:
+        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip() + "\n\n## `python -m benchmarks run`: the latest figures\n\n" + section + "\n"
+    path.write_text(text)
