@@ -79,17 +79,18 @@ def apply_per_batch(ds, augment, seed):
 
 
 # -- any spatial dimensions: [N, *spatial, C] (2D images or 3D volumes) -------------------------
-def axis_flips(images, seed):
-    """Each example mirrored along every spatial axis, each axis with probability 1/2 drawn on
-    its own."""
+def axis_flips(images, seed, axes=None):
+    """Each example mirrored along every spatial axis (or only those in ``axes``, 0 = the first
+    spatial axis), each axis with probability 1/2 drawn on its own."""
     import tensorflow as tf
 
     count = tf.shape(images)[0]
-    axes = range(1, len(images.shape) - 1)
+    spatial = range(len(images.shape) - 2)
     ones = [1] * (len(images.shape) - 1)
-    for axis, part in zip(axes, split(seed, len(axes))):
-        coin = tf.random.stateless_uniform([count], part) < 0.5
-        images = tf.where(tf.reshape(coin, [-1] + ones), tf.reverse(images, axis=[axis]), images)
+    for axis, part in zip(spatial, split(seed, len(spatial))):  # one draw per axis, used or not
+        if axes is None or axis in axes:
+            coin = tf.random.stateless_uniform([count], part) < 0.5
+            images = tf.where(tf.reshape(coin, [-1] + ones), tf.reverse(images, axis=[axis + 1]), images)
     return images
 
 
@@ -163,7 +164,7 @@ def with_mask(transform, images, masks, *args):
 
 def spatial_augmentation(*, flip, shift, intensity, rotate=0, masks=False):
     """``apply(x, y, seed)`` for batches of images or volumes ``[N, *spatial, C]``: flips along
-    each axis (if ``flip``), a rotation by up to ``rotate`` degrees, a shift by up to ``shift`` of
+    each axis (if ``flip`` is true; only the spatial axes listed, if it is a list), a rotation by up to ``rotate`` degrees, a shift by up to ``shift`` of
     the size, an intensity jitter of ``intensity``; with ``masks`` the targets are label maps
     moved with their inputs (rotated with nearest-neighbour, so labels stay labels). None when
     nothing is asked."""
@@ -179,7 +180,7 @@ def spatial_augmentation(*, flip, shift, intensity, rotate=0, masks=False):
         flip_seed, shift_seed, jitter_seed = split(seed, 3)
         rotate_seed = tf.random.experimental.stateless_fold_in(seed, 4)  # the others' draws unchanged
         if flip:
-            x, y = geometric(axis_flips, x, y, flip_seed)
+            x, y = geometric(axis_flips, x, y, flip_seed, None if flip is True else tuple(flip))
         if rotate:
             x = rotations(x, rotate_seed, rotate)
             if masks:

@@ -34,15 +34,19 @@ class Mirror(keras.layers.Layer):
         return {**super().get_config(), "axes": list(self.axes)}
 
 
-def mirror_averaged(model, axes):
+def mirror_averaged(model, axes, dense=False):
     """``model``'s output averaged over the input mirrored along every subset of ``axes``
-    (2 ** len(axes) passes: 8 for a volume's depth, height and width)."""
+    (2 ** len(axes) passes: 8 for a volume's depth, height and width). A ``dense`` output (a
+    segmentation's map, aligned with the input) is mirrored back before the average."""
     axes = tuple(axes)
     if not axes:
         return model
     inputs = keras.Input(model.input_shape[1:], dtype=model.inputs[0].dtype, name=model.inputs[0].name)
     subsets = [c for n in range(len(axes) + 1) for c in itertools.combinations(axes, n)]
-    outputs = [model(Mirror(subset, name="mirror_" + ("".join(map(str, subset)) or "none"))(inputs))
-               for subset in subsets]
+    outputs = []
+    for subset in subsets:
+        tag = "".join(map(str, subset)) or "none"
+        output = model(Mirror(subset, name=f"mirror_{tag}")(inputs))
+        outputs.append(Mirror(subset, name=f"unmirror_{tag}")(output) if dense else output)
     return keras.Model(inputs, keras.layers.Average(name="mirror_average")(outputs),
                        name=f"{model.name}_mirror_averaged")

@@ -104,3 +104,45 @@ def test_spatial_dims_and_backbone_settle_together():
 def test_impossible_3d_settings_are_refused_with_the_fix(values, message):
     with pytest.raises(UserError, match=message):
         _settled(**values)
+
+
+def test_flip_axes_choose_which_axes_mirror_and_are_refused_out_of_range():
+    from tasks.medical_segmentation.task import _flip_axes
+
+    volumes = _settled(spatial_dims=3)
+    assert _flip_axes(volumes, three_d=True, volumes=True) == []  # volumes train without flips by default
+    chosen = _settled(spatial_dims=3, augment=True, flip_axes=[0])
+    assert _flip_axes(chosen, three_d=True, volumes=True) == [0]
+    assert _flip_axes(_settled(spatial_dims=3, augment=True), three_d=True, volumes=True) == [0, 1, 2]
+    assert _flip_axes(_settled(), three_d=False, volumes=False) == [0, 1]  # 2D images flip both ways
+    with pytest.raises(UserError, match=r"flip_axes=\[3\]: give distinct spatial axes among \[0, 1, 2\]"):
+        _flip_axes(_settled(spatial_dims=3, augment=True, flip_axes=[3]), three_d=True, volumes=True)
+
+
+def test_only_the_chosen_axis_is_ever_mirrored():
+    import tensorflow as tf
+
+    from pipelines.augmentation import axis_flips
+
+    x = np.arange(64 * 4 * 5 * 6, dtype=np.float32).reshape(64, 4, 5, 6, 1)
+    out = axis_flips(tf.constant(x), tf.constant([3, 4], tf.int64), axes=(0,)).numpy()
+    same = [np.array_equal(o, i) for o, i in zip(out, x)]
+    mirrored = [np.array_equal(o, i[::-1]) for o, i in zip(out, x)]
+    assert all(s or m for s, m in zip(same, mirrored)) and 10 < sum(mirrored) < 54
+
+
+def test_a_dense_mirror_average_is_equivariant_to_the_mirrors():
+    """Averaging un-mirrored maps over the mirror images makes the prediction of a mirrored
+    volume exactly the mirrored prediction, which no single pass of the network guarantees."""
+    import keras
+
+    from pipelines.test_time import mirror_averaged
+
+    net = keras.Sequential([keras.Input((6, 7, 5, 1)), keras.layers.Conv3D(4, 3, padding="same", activation="relu"),
+                            keras.layers.Conv3D(2, 3, padding="same", activation="softmax")])
+    x = np.random.default_rng(1).normal(size=(2, 6, 7, 5, 1)).astype(np.float32)
+    averaged = mirror_averaged(net, (1,), dense=True)
+    np.testing.assert_allclose(averaged.predict(x[:, ::-1], verbose=0), averaged.predict(x, verbose=0)[:, ::-1],
+                               atol=1e-5)
+    expected = (net.predict(x, verbose=0) + net.predict(x[:, ::-1], verbose=0)[:, ::-1]) / 2
+    np.testing.assert_allclose(averaged.predict(x, verbose=0), expected, atol=1e-5)

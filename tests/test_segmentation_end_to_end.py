@@ -323,6 +323,22 @@ def test_a_3d_export_blends_the_same_windows_in_the_graph(volume_3d_run, tmp_pat
     np.testing.assert_allclose(got["probabilities"][0], model.predict(x[:1], verbose=0)[0], atol=1e-4)
 
 
+def test_a_3d_run_with_left_right_flips_predicts_the_mirror_average_everywhere(volume_3d_run, tmp_path, capsys):
+    """flip_axes=[0] + test_time_flips: the run records the axis, and predict and the exported
+    graph both answer with the average over the two mirror images."""
+    _, data, _ = volume_3d_run
+    assert run_cli("train", "medical-segmentation", "--data", data, "--output", tmp_path / "runs", *TINY,
+                   *THREE_D, "--epochs", 1, "--set", "augment=true", "--set", "flip_axes=[0]",
+                   "--set", "test_time_flips=true") == 0
+    run_dir = _only_run(tmp_path / "runs")
+    assert json.loads((run_dir / "config.json").read_text())["preprocessing"]["mirror_axes"] == [0]
+    assert "mirror images along spatial axes [0]" in (run_dir / "report.md").read_text()
+    capsys.readouterr()
+    record, expected, served = _predicted_and_served(run_dir, data / "imagesTr" / "case_001.nii.gz",
+                                                     tmp_path, capsys)
+    assert _agreement(served["labels"], expected) >= 0.999
+
+
 def test_a_2d_segmentation_backbone_starts_a_3d_run_inflated(volume_run, tmp_path):
     run_2d, data = volume_run
     assert run_cli("train", "medical-segmentation", "--data", data, "--output", tmp_path / "runs",

@@ -23,6 +23,7 @@ from pipelines.evaluation import counted
 from pipelines.inputs import Streamed
 from pipelines.preprocessing import Preprocessing
 from pipelines.tasks import Task, register_task
+from pipelines.test_time import mirror_averaged
 from tasks.medical_segmentation import baselines, figures, metrics, readers, tiles, volumes
 from tasks.medical_segmentation.unet import DiceCrossEntropy, build_unet
 
@@ -86,6 +87,11 @@ class MedicalSegmentationConfig(TrainConfig):
     rotate: float = option(0.0, minimum=0, maximum=45,
                            help="3D: random rotation of each patch and its mask about the depth "
                                 "axis, up to this many degrees")
+    flip_axes: typing.Optional[list] = option(None, help="with augment on, mirror only these spatial "
+                                              "axes (0 = the first; 3D: of the volume as stored, "
+                                              "e.g. [0] for left-right in RAS); default: all")
+    test_time_flips: bool = option(False, help="average each prediction over the mirror images "
+                                   "the run trained with (its flip axes): 2 passes per axis")
     tiling: str = option("auto", choices=("auto", "on", "off"),
                          help="train on image_size crops at the images' own scale and predict by "
                               "overlapping, blended tiles (off: resize whole slices); auto: on for "
@@ -112,6 +118,7 @@ class SegmentationPreprocessing(Preprocessing):
     patch_size: typing.Optional[list] = None  # 3D: [depth, height, width] of a patch
     patches_per_case: int = 2
     foreground_share: float = 0.33
+    mirror_axes: typing.Optional[list] = None  # spatial axes predictions are averaged over (test_time_flips)
 
     @property
     def patch(self):
@@ -191,14 +198,20 @@ class MedicalSegmentation(Task):
             patch = [max(int(p), int(min_size)) for p in patch]
         larger = np.median([max(c.mask.shape[:2]) for c in cases]) > size
         tiled = config.tiling == "on" or (config.tiling == "auto" and not three_d and larger)
-        return SegmentationPreprocessing(
+        info = SegmentationPreprocessing(
             class_names=list(names), n_classes=int(n_classes), volumes=three_d, image_size=size,
             tiled=bool(tiled), channels=1 if three_d else int(cases[0].image.shape[-1]),
             slice_axis=int(config.slice_axis), normalization=config.normalization,
             intensity_window=config.intensity_window,
             empty_slice_fraction=float(config.empty_slice_fraction), spatial_dims=spatial_dims,
             patch_size=patch, patches_per_case=int(config.patches_per_case),
-            foreground_share=float(config.foreground_share))
+            foreground_share=float(config.foreground_share),
+            mirror_axes=_flip_axes(config, three_d=spatial_dims == 3, volumes=three_d) if config.test_time_flips else None)
+        if config.test_time_flips:
+            info.notes.append(f"Predictions average the mirror images along spatial axes {info.mirror_axes} "
+                              "(test_time_flips)." if info.mirror_axes else
+                              "test_time_flips asked, but this run trains without flips: nothing to average.")
+        return info
 
     def align(self, dataset, info):
         """Another dataset scored by a trained run (``evaluate --data``) must use its classes: a
@@ -298,11 +311,16 @@ class MedicalSegmentation(Task):
                 np.stack([mask[box] for box in boxes]).astype(np.int32))
 
     def augment(self, config, info):
-        flip = config.augment if config.augment is not None else not info.volumes
+        flip = _flip_axes(config, three_d=info.spatial_dims == 3, volumes=info.volumes)
         if info.spatial_dims == 3:
             return augmentation.spatial_augmentation(flip=flip, shift=config.shift, rotate=config.rotate,
                                                      intensity=config.intensity_jitter, masks=True)
-        return augmentation.flip_with_mask if flip else None
+        if not flip:
+            return None
+        if flip == [0, 1]:
+            return augmentation.flip_with_mask
+        names = [("vertical", "horizontal")[axis] for axis in flip]
+        return lambda x, y, seed: augmentation.flip_with_mask(x, y, seed, axes=names)
 
     def class_weight(self, y, config):
         return None  # per-pixel class weights live in the loss (loss_class_weights)
@@ -320,6 +338,13 @@ class MedicalSegmentation(Task):
                                 ce_weight=config.ce_weight, class_weights=weights)
 
     # -- evaluation --------------------------------------------------------------------------
+    def predictor(self, model, info):
+        """What answers for the run: the network, or its average over the mirror images it
+        trained with (test_time_flips); every way out (evaluate, predict, export) uses this."""
+        if not info.mirror_axes:
+            return model
+        return mirror_averaged(model, [axis + 1 for axis in info.mirror_axes], dense=True)
+
     def predict_case(self, model, case, info):
         """The predicted class map of one case at its own size (volumes reassembled)."""
         import tensorflow as tf
@@ -343,6 +368,7 @@ class MedicalSegmentation(Task):
         return volumes.from_slices(labels, info.slice_axis) if info.volumes else labels[0]
 
     def predict_dataset(self, model, dataset, info, config, progress=None):
+        model = self.predictor(model, info)
         masks = [self.predict_case(model, case, info) for case in counted(dataset.x, progress, "cases predicted")]
         return self.score(dataset, masks, info, progress)
 
@@ -405,7 +431,7 @@ class MedicalSegmentation(Task):
         flat = [item for item in inputs if not volumes.is_nifti(Path(item))]
         if flat and info.spatial_dims == 3:
             raise UserError(f"{flat[0]}: this run is a 3D U-Net; give NIfTI volumes (.nii, .nii.gz)")
-        records = []
+        records, model = [], self.predictor(model, info)
         for item in inputs:
             path = Path(item)
             if volumes.is_nifti(path):
@@ -430,15 +456,30 @@ class MedicalSegmentation(Task):
     def serving_signatures(self, model, info):
         from tasks.medical_segmentation import serving
 
-        return serving.serving_signatures(model, info)
+        return serving.serving_signatures(self.predictor(model, info), info)
 
     def tflite_signatures(self, model, info):
         from tasks.medical_segmentation import serving
 
-        return serving.tflite_signatures(model, info)
+        return serving.tflite_signatures(self.predictor(model, info), info)
 
     def format_prediction(self, record):
         return f"{record['input']} -> {record['mask']}  {record['voxels']}"
+
+
+def _flip_axes(config, *, three_d, volumes):
+    """The spatial axes mirrored while training: none when augment is off (its default for
+    volumes), else ``flip_axes`` or every axis of the network's input; validated here."""
+    dims = 3 if three_d else 2
+    flip = config.augment if config.augment is not None else not volumes
+    if not flip:
+        return []
+    axes = list(range(dims)) if config.flip_axes is None else config.flip_axes
+    if (not isinstance(axes, list) or not all(isinstance(a, int) and not isinstance(a, bool) for a in axes)
+            or not set(axes) <= set(range(dims)) or len(set(axes)) != len(axes)):
+        raise UserError(f"--set flip_axes={config.flip_axes}: give distinct spatial axes among "
+                        f"{list(range(dims))} (this run's input is {dims}D)")
+    return sorted(axes)
 
 
 def _check_patch_size(patch):
