@@ -164,10 +164,10 @@ def with_mask(transform, images, masks, *args):
 
 def spatial_augmentation(*, flip, shift, intensity, rotate=0, masks=False):
     """``apply(x, y, seed)`` for batches of images or volumes ``[N, *spatial, C]``: flips along
-    each axis (if ``flip`` is true; only the spatial axes listed, if it is a list), a rotation by up to ``rotate`` degrees, a shift by up to ``shift`` of
-    the size, an intensity jitter of ``intensity``; with ``masks`` the targets are label maps
-    moved with their inputs (rotated with nearest-neighbour, so labels stay labels). None when
-    nothing is asked."""
+    each axis (if ``flip`` is true; only the spatial axes listed, if it is a list), a rotation
+    by up to ``rotate`` degrees, a shift by up to ``shift`` of the size, an intensity jitter of
+    ``intensity``; with ``masks`` the targets are label maps moved with their inputs (rotated
+    with nearest-neighbour, so labels stay labels). None when nothing is asked."""
     import tensorflow as tf
 
     if not (flip or shift or intensity or rotate):
