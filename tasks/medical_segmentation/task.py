@@ -155,6 +155,8 @@ class MedicalSegmentation(Task):
             backbone = twin
         if config.patch_size is not None:
             _check_patch_size(config.patch_size)
+        if config.flip_axes is not None:
+            _check_flip_axes(config.flip_axes, wanted)
         batch = config.batch_size or (4 if wanted == 3 else 32)
         return dataclasses.replace(config, backbone=backbone, spatial_dims=wanted, batch_size=batch)
 
@@ -474,10 +476,13 @@ def _flip_axes(config, *, three_d, volumes):
     flip = config.augment if config.augment is not None else not volumes
     if not flip:
         return []
-    axes = list(range(dims)) if config.flip_axes is None else config.flip_axes
+    return list(range(dims)) if config.flip_axes is None else _check_flip_axes(config.flip_axes, dims)
+
+
+def _check_flip_axes(axes, dims):
     if (not isinstance(axes, list) or not all(isinstance(a, int) and not isinstance(a, bool) for a in axes)
             or not set(axes) <= set(range(dims)) or len(set(axes)) != len(axes)):
-        raise UserError(f"--set flip_axes={config.flip_axes}: give distinct spatial axes among "
+        raise UserError(f"--set flip_axes={axes}: give distinct spatial axes among "
                         f"{list(range(dims))} (this run's input is {dims}D)")
     return sorted(axes)
 
