@@ -37,7 +37,7 @@ class VolumeClassificationConfig(ClassificationConfig):
     augment_flip: bool = option(True, help="flip along depth, height and width, each on its own")
     augment_shift: float = option(0.1, minimum=0, maximum=0.4, help="shift, fraction of each axis")
     augment_intensity: float = option(0.1, minimum=0, maximum=0.5, help="gain/offset jitter")
-    augment_rotate: float = option(0.0, minimum=0, maximum=45,
+    augment_rotate: float = option(15.0, minimum=0, maximum=45,
                                    help="rotation about the depth axis, up to this many degrees")
     test_time_flips: bool = option(True, help="average each prediction over the 8 mirror images of the "
                                    "volume (when it trained with flips); 8 passes per volume")
