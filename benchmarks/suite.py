@@ -137,6 +137,52 @@ def digits_step_efficiency(quick, repeats):
                                            f"against {peak / 1e9:.1f} GFLOP/s measured in the same run")}
 
 
+@benchmark("digits_input_pipeline",
+           summary="samples/s the digits training pipeline (tf.data, augmentation) delivers alone, "
+                   "against what the default model consumes from it")
+def digits_input_pipeline(quick, repeats):
+    import keras
+
+    import plain_keras_digits
+
+    from pipelines import workflow
+    from pipelines.inputs import tf_dataset
+
+    task = workflow.get_task("image-classification")
+    config = workflow.resolve_config(task)
+    dataset, splits = workflow._load_split_data(task, config, None, resume=False)
+    train = dataset.subset(splits.train)
+    info = task.fit_preprocessing(train, config, workflow._min_size(config))
+    x, y = task.encode(train, info)
+    data = tf_dataset(x, y, batch_size=config.batch_size, training=True, seed=config.seed,
+                      augment=task.augment(config, info), cache=config.cache)
+
+    def one_epoch():
+        start = time.perf_counter()
+        for _ in data:
+            pass
+        return len(y) / (time.perf_counter() - start)
+
+    model = plain_keras_digits.model(batch_norm=True)
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+
+    def one_training_epoch():
+        start = time.perf_counter()
+        model.fit(data, epochs=1, verbose=0)
+        return len(y) / (time.perf_counter() - start)
+
+    one_epoch(), one_training_epoch()  # fill the cache, trace the step
+    delivered, consumed = [], []
+    for _ in range(repeats):
+        delivered.append(one_epoch())
+        consumed.append(one_training_epoch())
+    return {"pipeline_samples_per_s": Figure("samples/s", delivered, f"{len(y)} training digits, "
+                                             f"augmented, batch {config.batch_size}"),
+            "model_samples_per_s": Figure("samples/s", consumed, "one training epoch on the same pipeline"),
+            "headroom": Figure("ratio", [statistics.median(delivered) / statistics.median(consumed)],
+                               "pipeline alone / model (goal >= 3: the model never waits)")}
+
+
 @benchmark("digits_overhead", summary="cnn-tasks train image-classification vs its plain Keras twin, "
                                       "same model, data, epochs and batch; alternated")
 def digits_overhead(quick, repeats):
@@ -180,6 +226,8 @@ def _format(value, unit):
     if unit in ("FLOP/s", "FLOP"):
         scale, prefix = next((s, p) for s, p in ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1, "")) if value >= s or s == 1)
         return f"{value / scale:.2f} {prefix}".rstrip()
+    if unit == "samples/s":
+        return f"{value:,.0f}"
     return f"{value:.3f}"
 
 

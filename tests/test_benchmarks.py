@@ -28,7 +28,7 @@ def test_the_benchmark_command_writes_results_json_and_its_markdown_section(tmp_
     root = Path(__file__).resolve().parents[1]
     results, page = tmp_path / "results.json", tmp_path / "RESULTS.md"
     page.write_text("# Benchmark results\n\nProse of earlier sessions stays.\n")
-    command = [sys.executable, "-m", "benchmarks", "run", "--quick", "--only", "matmul_peak",
+    command = [sys.executable, "-m", "benchmarks", "run", "--quick", "--only", "matmul_peak", "digits_input_pipeline",
                "--repeats", "2", "--json", str(results), "--markdown", str(page)]
     for _ in range(2):  # the second run replaces the section instead of adding one
         done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
@@ -39,6 +39,9 @@ def test_the_benchmark_command_writes_results_json_and_its_markdown_section(tmp_
     figure = document["benchmarks"]["matmul_peak"]["figures"]["matmul_flops_per_s"]
     assert figure["unit"] == "FLOP/s" and len(figure["values"]) == 2 and all(v > 0 for v in figure["values"])
     assert min(figure["values"]) <= figure["median"] <= max(figure["values"])
+    pipeline = document["benchmarks"]["digits_input_pipeline"]["figures"]  # it reads the pipeline's own data path
+    assert pipeline["headroom"]["unit"] == "ratio" and pipeline["headroom"]["median"] > 0
+    assert len(pipeline["pipeline_samples_per_s"]["values"]) == 2
     text = page.read_text()
     assert text.startswith("# Benchmark results\n\nProse of earlier sessions stays.")
     assert text.count("<!-- benchmarks run: begin -->") == 1 and text.count("| matmul_flops_per_s |") == 1
