@@ -188,17 +188,15 @@ class VolumeClassification(ClassificationTask):
                     serving_default, [tf.TensorSpec([None] + shape, tf.float32, name="volumes")],
                     f"float32 volumes [N, {', '.join(map(str, shape))}] in the data's own units "
                     f"(e.g. HU) -> class; {info.intensity} intensities in the graph"),
-                "predict_voxels": self._voxel_signature(model, info, names=True)}
+                "predict_voxels": self._voxel_signature(predictor, info, names=True)}
 
     def tflite_signatures(self, model, info):
-        return {"predict_voxels": self._voxel_signature(model, info, names=False)}
+        return {"predict_voxels": self._voxel_signature(self.predictor(model, info), info, names=False)}
 
-    def _voxel_signature(self, model, info, *, names):
+    def _voxel_signature(self, predictor, info, *, names):
         import tensorflow as tf
 
         from pipelines.serving import Signature
-
-        predictor = self.predictor(model, info)
 
         def predict_voxels(voxels):
             return self.class_outputs(predictor(voxels, training=False), info, names=names)
