@@ -5,7 +5,9 @@ import pandas as pd
 
 
 def classification_metrics(y_true, proba, n_classes):
-    """accuracy and macro-F1 always; top-5 accuracy above five classes; ROC AUC for two classes."""
+    """accuracy and macro-F1 always; top-5 accuracy above five classes; for two classes ROC AUC
+    and ``positive_f1``, the F1 of class 1 (the class ROC AUC scores: spam, malignant), which
+    accuracy hides when that class is rare."""
     from sklearn import metrics
 
     y_true = np.asarray(y_true)
@@ -18,6 +20,8 @@ def classification_metrics(y_true, proba, n_classes):
         result["top5_accuracy"] = float(metrics.top_k_accuracy_score(
             y_true, proba, k=5, labels=np.arange(n_classes)))
     if n_classes == 2:
+        result["positive_f1"] = float(metrics.precision_recall_fscore_support(
+            y_true, y_pred, labels=[1], zero_division=0)[2][0])
         result["roc_auc"] = (float(metrics.roc_auc_score(y_true, proba[:, 1]))
                              if len(np.unique(y_true)) == 2 else float("nan"))
     return result

@@ -307,8 +307,10 @@ def cmd_predict(args):
     from pipelines import config as config_lib
     from pipelines import workflow
 
-    task, records = workflow.predict(args.run_dir, args.inputs,
-                                     options=config_lib.parse_set(args.set), out=args.out)
+    task, records, notice = workflow.predict(args.run_dir, args.inputs,
+                                             options=config_lib.parse_set(args.set), out=args.out)
+    if not args.quiet:
+        print(notice, file=sys.stderr)
     for record in records:
         print(json.dumps(record) if args.json else task.format_prediction(record))
 

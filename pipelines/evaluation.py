@@ -35,6 +35,41 @@ class Evaluation:
     notes: list = field(default_factory=list)
     highlights: dict = field(default_factory=dict)  # title -> [HighlightedText]
     lower_is_better: tuple = ()  # metric names where a smaller value wins (the task declares them)
+    comparison: dict = None  # network vs baseline on the task's key metrics (:func:`compare`)
+
+
+def compare(metrics, baseline, keys, lower_is_better=()):
+    """Which model wins on the task's key metrics: ``{"winner": "network" | "baseline" | "mixed"
+    | "tie", "network_better": [...], "baseline_better": [...], "sentence": str}``, or None
+    without a baseline. A report leads with the sentence, so nobody has to read a table to
+    learn that the classical model did better."""
+    if not baseline or not baseline.get("metrics"):
+        return None
+    name, theirs = baseline["name"], baseline["metrics"]
+    ours_better, theirs_better, shown = [], [], []
+    for key in keys:
+        mine, other = metrics.get(key), theirs.get(key)
+        if not all(isinstance(v, (int, float)) and v == v for v in (mine, other)):
+            continue
+        shown.append(f"{key} {mine:.4f} vs {other:.4f}")
+        if mine != other:
+            smaller_wins = key in lower_is_better
+            (ours_better if (mine < other) == smaller_wins else theirs_better).append(key)
+    if not shown:
+        return None
+    winner = ("mixed" if ours_better and theirs_better else "network" if ours_better
+              else "baseline" if theirs_better else "tie")
+    figures = "; ".join(shown)
+    sentence = {
+        "network": f"The network beats the baseline ({name}) on {', '.join(ours_better)} ({figures}).",
+        "baseline": f"The baseline ({name}) beats the network on {', '.join(theirs_better)} "
+                    f"({figures}). On this data the classical model is the better choice.",
+        "mixed": f"Mixed: the network is better on {', '.join(ours_better)}, the baseline ({name}) "
+                 f"on {', '.join(theirs_better)} ({figures}).",
+        "tie": f"The network and the baseline ({name}) tie ({figures}).",
+    }[winner]
+    return {"winner": winner, "network_better": ours_better, "baseline_better": theirs_better,
+            "sentence": sentence}
 
 
 class Steps:
@@ -98,6 +133,8 @@ def evaluate(task, model, test, info, config, *, train=None, history=None, progr
     if train is not None:
         step("the classical baseline")
         result.baseline = task.baseline(train, test, info, config, model=model)
+        result.comparison = compare(result.metrics, result.baseline, task.key_metrics,
+                                    task.lower_is_better)
     else:
         result.notes.append("No baseline: the run's training data is not available here.")
     step("tables and figures")

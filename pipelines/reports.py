@@ -14,7 +14,8 @@ STYLE = """body{font-family:system-ui,sans-serif;max-width:1050px;margin:2em aut
 table{border-collapse:collapse;margin:0.6em 0}td,th{border:1px solid #ccc;padding:3px 9px;text-align:right}
 th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}figure{margin:1.2em 0}
 figcaption{color:#555;font-size:0.9em}img{max-width:100%}code{background:#f4f4f4;padding:1px 4px}
-.better{color:#070;font-weight:600}"""
+.better{color:#070;font-weight:600}.verdict{padding:6px 10px;border-left:4px solid #070}
+.verdict.baseline,.verdict.mixed{border-color:#c60;background:#fff6ec}"""
 
 
 def metrics_document(*, task, run_dir, data, split, evaluation, train, backbone):
@@ -24,7 +25,8 @@ def metrics_document(*, task, run_dir, data, split, evaluation, train, backbone)
             "train": train, "backbone": backbone,
             "baseline": ({"name": evaluation.baseline["name"],
                           "metrics": _clean(evaluation.baseline["metrics"])}
-                         if evaluation.baseline else None)}
+                         if evaluation.baseline else None),
+            "comparison": evaluation.comparison}
 
 
 def _clean(value):
@@ -75,6 +77,8 @@ def render_markdown(document, evaluation, title, context):
     lines += ["", f"## Test metrics ({document['split']}, n = {document['n_samples']})", "",
               f"| metric | network | {baseline_name} |", "|---|---|---|"]
     lines += [f"| {k} | {_fmt(v)} | {_fmt(b)} |" for k, v, b in _metric_rows(document)]
+    if evaluation.comparison:
+        lines += ["", f"**{evaluation.comparison['sentence']}**"]
     for note in evaluation.notes:
         lines += ["", f"> {note}"]
     for table_title, frame in evaluation.tables.items():
@@ -102,6 +106,9 @@ def render_html(document, evaluation, title, context):
         cls = " class='better'" if better else ""
         parts.append(f"<tr><td>{esc(key)}</td><td{cls}>{_fmt(value)}</td><td>{_fmt(base)}</td></tr>")
     parts.append("</table>")
+    if evaluation.comparison:
+        parts.append(f"<p class='verdict {evaluation.comparison['winner']}'><b>"
+                     f"{esc(evaluation.comparison['sentence'])}</b></p>")
     parts += [f"<blockquote>{esc(note)}</blockquote>" for note in evaluation.notes]
     for table_title, frame in evaluation.tables.items():
         parts.append(f"<h2>{esc(table_title)}</h2>")

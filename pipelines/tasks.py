@@ -91,6 +91,12 @@ class Task:
         """Labels to stratify splits by (None: plain random split)."""
         return None
 
+    def fit_config(self, config, train):
+        """The configuration with options left to the data (None by default) made concrete from
+        the training split, e.g. epochs from its size; config.json records the result, so a
+        resumed run keeps it. Called before preprocessing and the model are built."""
+        return config
+
     def fit_preprocessing(self, train, config, min_size):
         """Learn what preprocessing needs from the training split only: a ``self.Preprocessing``
         record (``info`` everywhere below)."""

@@ -8,6 +8,12 @@ length. Ids: 0 is padding, 1 is the unknown token, the vocabulary starts at 2.
 
 The vocabulary is part of the layer's config (so ``model.keras`` is self-contained) and is also
 written as one token per line to the run's ``assets/vocabulary.txt``.
+
+With ``char_ngrams`` the layer also gives each token the hashed ids of its character n-grams
+(fastText's subword scheme: the token between ``<`` and ``>``, every n-gram of the given
+widths, hashed into a fixed number of buckets). A word never seen in training still shares
+most of its n-grams with the words it is a misspelling or an inflection of, and hashing needs
+no vocabulary, so the ids mean the same in every run.
 """
 
 import collections
@@ -144,10 +150,12 @@ class VocabularyPreprocessing(Preprocessing):
 
 @keras.saving.register_keras_serializable(package="cnn_tasks")
 class TextTokenizer(keras.layers.Layer):
-    """Raw strings (batch,) -> int32 token ids (batch, length), 0-padded."""
+    """Raw strings (batch,) -> int32 token ids (batch, length), 0-padded; with ``char_ngrams``
+    (a :class:`CharNgrams` record as a dict) a dict ``{"token_ids": (batch, length),
+    "char_ngrams": (batch, length, per_token)}`` whose n-gram ids are 1-based, 0 padding."""
 
     def __init__(self, vocabulary, length, tokenizer="word", mask_numbers=True, lowercase=True,
-                 **kwargs):
+                 char_ngrams=None, **kwargs):
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
         if tokenizer not in TOKENIZERS:
@@ -157,6 +165,7 @@ class TextTokenizer(keras.layers.Layer):
         self.tokenizer = tokenizer
         self.mask_numbers = bool(mask_numbers)
         self.lowercase = bool(lowercase)
+        self.char_ngrams = CharNgrams(**char_ngrams) if char_ngrams else None
         self._table = None
         self._lookup()
 
@@ -190,19 +199,59 @@ class TextTokenizer(keras.layers.Layer):
     def call(self, texts):
         import tensorflow as tf
 
-        ids = tf.ragged.map_flat_values(self._lookup().lookup, self.tokens(texts))
-        return tf.cast(ids.to_tensor(0, shape=[None, self.length]), "int32")
+        tokens = self.tokens(texts)
+        ids = tf.ragged.map_flat_values(self._lookup().lookup, tokens)
+        ids = tf.cast(ids.to_tensor(0, shape=[None, self.length]), "int32")
+        if self.char_ngrams is None:
+            return ids
+        return {"token_ids": ids, "char_ngrams": self.char_ngrams.ids(tokens, self.length)}
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.length)
 
     def compute_output_spec(self, texts):
-        return keras.KerasTensor((texts.shape[0], self.length), dtype="int32")
+        ids = keras.KerasTensor((texts.shape[0], self.length), dtype="int32")
+        if self.char_ngrams is None:
+            return ids
+        return {"token_ids": ids, "char_ngrams": keras.KerasTensor(
+            (texts.shape[0], self.length, self.char_ngrams.per_token), dtype="int32")}
 
     def get_config(self):
         return {**super().get_config(), "vocabulary": self.vocabulary, "length": self.length,
                 "tokenizer": self.tokenizer, "mask_numbers": self.mask_numbers,
-                "lowercase": self.lowercase}
+                "lowercase": self.lowercase,
+                "char_ngrams": dataclasses.asdict(self.char_ngrams) if self.char_ngrams else None}
+
+
+@dataclasses.dataclass(frozen=True)
+class CharNgrams:
+    """How tokens become character n-gram ids: widths ``min_n..max_n`` of ``<token>``, hashed
+    (FarmHash fingerprint, stable across platforms) into ``buckets``; the first ``per_token``
+    n-grams of each token are kept, shortest widths first."""
+
+    buckets: int = 32768
+    min_n: int = 2
+    max_n: int = 5
+    per_token: int = 48
+
+    def __post_init__(self):
+        if not 1 <= self.min_n <= self.max_n:
+            raise ValueError(f"character n-gram widths {self.min_n}..{self.max_n} are not a range")
+        if self.buckets < 1 or self.per_token < 1:
+            raise ValueError("char n-grams need at least one bucket and one n-gram per token")
+
+    def ids(self, tokens, length):
+        """Ragged (batch, tokens) of token strings -> int32 (batch, length, per_token)."""
+        import tensorflow as tf
+        import tensorflow_text as tf_text
+
+        chars = tf.strings.unicode_split(tf.strings.join(["<", tokens, ">"]), "UTF-8")
+        grams = tf.concat([tf_text.ngrams(chars, n, axis=-1, string_separator="",
+                                          reduction_type=tf_text.Reduction.STRING_JOIN)
+                           for n in range(self.min_n, self.max_n + 1)], axis=-1)
+        hashed = tf.ragged.map_flat_values(
+            lambda g: tf.strings.to_hash_bucket_fast(g, self.buckets) + 1, grams)
+        return tf.cast(hashed.to_tensor(0, shape=[None, length, self.per_token]), "int32")
 
 
 def token_strings(tokenizer_layer, texts, *, clip=True):

@@ -18,6 +18,7 @@ import numpy as np
 
 from pipelines import runs
 from pipelines.backbones import BACKBONE_LAYER_NAME, BACKBONES, create_backbone
+from pipelines.backbones.text_cnn import EMBEDDING_LAYER_NAME
 from pipelines.errors import UserError
 from pipelines.tokenizer import VOCABULARY_FILE, read_vocabulary
 
@@ -214,8 +215,8 @@ def copy_weights(source, target, *, where, rows=None):
             raise UserError(f"{where}: the source backbone has no layer {layer.name!r}") from None
         values = []
         for have, want in zip(src.get_weights(), layer.get_weights()):
-            if have.shape != want.shape and rows is not None and have.ndim == 2 \
-                    and have.shape[1] == want.shape[1]:
+            if rows is not None and layer.name == EMBEDDING_LAYER_NAME and have.ndim == 2 \
+                    and have.shape[1] == want.shape[1]:  # by token, even when the sizes agree
                 (mine, theirs), mapped = rows, want.copy()
                 mapped[mine] = have[theirs]
                 have = mapped

@@ -123,6 +123,7 @@ def _prepare(task_name, *, config, resume, quiet, run_id):
     run_dir = run_dir if resume else None
     dataset, splits = _load_split_data(task, config, run_dir, resume)
     train_set, val_set, test_set = (dataset.subset(s) for s in (splits.train, splits.val, splits.test))
+    config = task.fit_config(config, train_set)
     info = task.fit_preprocessing(train_set, config, _min_size(config))
     check_input(config.backbone, task.input_shape(info), config.backbone_options)  # refused before the run exists
     run_dir = _place_run(placement, config.output, task.name, run_dir, run_id)
@@ -289,6 +290,8 @@ def summary_table(document):
     for key, value in document["metrics"].items():
         base = base_metrics.get(key)
         lines.append(f"{key:<{width}}{_num(value):>10}{_num(base):>12}")
+    if document.get("comparison"):
+        lines.append(document["comparison"]["sentence"])
     return "\n".join(lines)
 
 
@@ -362,8 +365,25 @@ def evaluate(run_dir, data=None, echo=print, as_json=False, quiet=False):
 
 
 def predict(run_dir, inputs, *, options=None, out=None):
+    """(task, records, notice): each record says which model answered (``answered_by``), and the
+    notice (for stderr) also says when the run's own test split favoured its baseline."""
     path, saved, task, config, info, model = load_run(run_dir)
-    return task, task.predict_inputs(model, list(inputs), info, options or {}, out=out)
+    records = task.predict_inputs(model, list(inputs), info, options or {}, out=out)
+    who = answered_by(path, config)
+    notice = f"Answered by {who}."
+    comparison = runs.read_optional_json(path / runs.METRICS_FILE).get("comparison") or {}
+    if comparison.get("winner") in ("baseline", "mixed"):
+        sentence = comparison["sentence"]
+        notice += f" On the run's test split, {sentence[0].lower()}{sentence[1:]}"
+    return task, [{**record, "answered_by": who} for record in records], notice
+
+
+def answered_by(path, config):
+    """The model behind a run's predictions, in words: always the network (a classical baseline
+    is fitted for the report only and never saved)."""
+    options = ", ".join(f"{k}={v}" for k, v in sorted(config.backbone_options.items())
+                        if isinstance(v, (str, int, float, bool)))
+    return f"the network ({config.backbone}{' ' + options if options else ''}) of run {Path(path).name}"
 
 
 def export(run_dir, fmt, out=None, *, version=1, quantize="none"):

@@ -143,6 +143,9 @@ CASES = [
          "fields holding U+0085 / U+2028 / form feed (read as text, not as line ends: two rows, one class)",
          lambda t: train("text-classification", _text(t / "t.csv", "text,label\na\u0085b,x\nc\u2028d\x0ce,x\n")),
          "only one class"),
+    Case("text-channels", "text-classification", "a text channel the backbone does not have",
+         lambda t: train("text-classification", "builtin:sms_spam", "--set", "backbone_options.channels=letters"),
+         "channels must be one of word, char, word+char, got 'letters'"),
     # -- arrays -----------------------------------------------------------------------------------
     Case("npz-missing-x", ".npz arrays", "an .npz without x",
          lambda t: train("image-classification", _npz(t / "d.npz", images=np.zeros((4, 8, 8)), y=np.arange(4))),

@@ -155,7 +155,7 @@ def test_pixel_baseline_and_network_on_two_class_folder(class_folder, tmp_path):
         "test_fraction": 0.25})
     run_dir = workflow.train("image-classification", config=config, quiet=True, echo=lambda *_: None)
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert set(metrics["metrics"]) == {"accuracy", "macro_f1", "roc_auc"}
+    assert set(metrics["metrics"]) == {"accuracy", "macro_f1", "positive_f1", "roc_auc"}
     assert (run_dir / "figures" / "roc_curve.png").is_file()
 
 

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.slow
 
 TINY = ["--epochs", 12, "--batch-size", 16, "--set", "backbone_options.embedding_dim=16",
         "--set", "backbone_options.filters=8", "--learning-rate", 0.01, "--quiet"]
+CHAR = ["--set", "backbone_options.channels=word+char", "--set", "backbone_options.char={dim=8}"]
 SPAM = ["free prize waiting call now", "win cash now txt win", "urgent claim your free prize",
         "you won a cash prize call", "free entry win tickets now", "claim free cash today"]
 HAM = ["see you at lunch later", "ok i will call you tonight", "are we still on for dinner",
@@ -38,7 +39,7 @@ def csv_run(tmp_path_factory):
     lines = ["text,label"] + [f"{t},{l}" for t, l in _messages()] + [",ham"]
     (root / "sms.csv").write_text("\n".join(lines) + "\n")
     assert run_cli("train", "text-classification", "--data", root / "sms.csv", "--output",
-                   root / "runs", *TINY) == 0
+                   root / "runs", *TINY, *CHAR) == 0
     (run_dir,) = (root / "runs" / "text-classification").iterdir()
     return run_dir
 
@@ -55,7 +56,7 @@ def test_csv_run_learns_and_writes_the_contract(csv_run):
                  "history.csv", "metrics.json", "report.html", "report.md"):
         assert (csv_run / name).exists(), name
     metrics = json.loads((csv_run / "metrics.json").read_text())
-    assert set(metrics["metrics"]) == {"accuracy", "macro_f1", "roc_auc"}
+    assert set(metrics["metrics"]) == {"accuracy", "macro_f1", "positive_f1", "roc_auc"}
     assert metrics["metrics"]["accuracy"] >= 0.9
     assert metrics["baseline"]["name"] == "tfidf_word_char_logistic_regression"
     vocabulary = (csv_run / "assets" / "vocabulary.txt").read_text().split("\n")
@@ -83,6 +84,47 @@ def test_csv_run_predicts_raw_strings_in_a_fresh_process(csv_run):
     assert [r["class"] for r in records] == ["spam", "ham"]
     assert records[0]["input"] == "claim your free cash prize now"
     assert abs(sum(t["probability"] for t in records[0]["top"]) - 1) < 1e-4
+    assert records[0]["answered_by"].startswith("the network (text_cnn channels=word+char, ")
+
+
+def test_predict_says_when_the_baseline_did_better(csv_run, tmp_path, capsys):
+    import shutil
+
+    run = Path(shutil.copytree(csv_run, tmp_path / csv_run.name))
+    document = json.loads((run / "metrics.json").read_text())
+    assert document["comparison"]["winner"] in ("network", "baseline", "mixed", "tie")
+    document["comparison"] = {"winner": "baseline", "network_better": [], "baseline_better": ["accuracy"],
+                              "sentence": "The baseline (tfidf) beats the network on accuracy (0.9 vs 1.0)."}
+    (run / "metrics.json").write_text(json.dumps(document))
+    capsys.readouterr()
+    assert run_cli("predict", run, "free prize", "--json") == 0
+    captured = capsys.readouterr()
+    (record,) = [json.loads(line) for line in captured.out.splitlines()]
+    assert record["answered_by"].startswith("the network (text_cnn") and run.name in record["answered_by"]
+    assert captured.err.strip().splitlines()[-1] == (
+        f"Answered by {record['answered_by']}. On the run's test split, "
+        "the baseline (tfidf) beats the network on accuracy (0.9 vs 1.0).")
+
+
+MISSPELT = ["prizze", "fre", "cassh", "claimm", "urgnt", "entryy"]  # one edit from a spam word
+UNRELATED = ["qwxjvz", "zyq", "bvkkt", "plomph", "yxxg", "gvd"]  # unseen, sharing nothing
+
+
+def test_the_char_channel_moves_a_misspelt_spam_word_toward_spam(csv_run):
+    """Each word below is unseen in training, so the word channel reads all of them as [UNK].
+    A misspelling keeps most of its word's character n-grams, so the char channel pulls the
+    message toward spam, where an unrelated unseen word does not."""
+    from pipelines import workflow
+
+    path, saved, task, config, info, model = workflow.load_run(csv_run)
+    assert not set(MISSPELT + UNRELATED) & set(info.vocabulary)
+    spam = info.class_names.index("spam")
+    proba = model.predict(np.asarray([f"{w} ok" for w in MISSPELT + UNRELATED], dtype=object),
+                          verbose=0)[:, spam]
+    odds = np.log(proba / (1 - proba))
+    misspelt, unrelated = odds[:len(MISSPELT)], odds[len(MISSPELT):]
+    assert misspelt.mean() > unrelated.mean() + 0.5, (misspelt, unrelated)
+    assert np.median(misspelt) > unrelated.max(), (misspelt, unrelated)
 
 
 def test_class_folder_run_predicts_raw_strings(tmp_path):
@@ -198,7 +240,7 @@ def test_backbone_from_a_text_run_matches_embedding_rows_by_token(csv_run, tmp_p
         with h5py.File(run_dir / "backbone.weights.h5") as handle:
             found = []
             handle.visititems(lambda name, item: found.append(item[()]) if isinstance(item, h5py.Dataset)
-                              and item.ndim == 2 and item.shape[0] > 20 else None)
+                              and name.split("/")[-3:-2] == ["embedding"] else None)
             return found[0]
 
     before, after = table(csv_run), table(child)

@@ -94,3 +94,34 @@ def test_case_can_be_kept():
     ids = keras.ops.convert_to_numpy(layer(np.array(["Who who"], dtype=object)))[0]
     assert ids[0] != ids[1] and ids[0] > 1 and ids[1] > 1
     assert tok.TextTokenizer.from_config(layer.get_config()).lowercase is False
+
+
+def _char_ids(texts, length=6, **spec):
+    layer = tok.TextTokenizer(tok.build_vocabulary(TEXTS), length,
+                              char_ngrams={"buckets": 1000, "per_token": 20, **spec})
+    out = layer(np.array(texts, dtype=object))
+    return {k: keras.ops.convert_to_numpy(v) for k, v in out.items()}, layer
+
+
+def test_char_ngrams_are_hashed_per_token_and_zero_padded():
+    out, layer = _char_ids(["Prize prize prizee", "a"])
+    grams = out["char_ngrams"]
+    assert grams.shape == (2, 6, 20) and out["token_ids"].shape == (2, 6)
+    assert grams.min() >= 0 and grams.max() <= 1000
+    np.testing.assert_array_equal(grams[0, 0], grams[0, 1])  # case folded, then hashed alike
+    # "<prize>": 6 + 5 + 4 + 3 n-grams of widths 2..5; "<a>": 2 + 1
+    assert (grams[0, 0] > 0).sum() == 18 and (grams[1, 0] > 0).sum() == 3
+    assert (grams[0, 3:] == 0).all() and (grams[1, 1:] == 0).all()  # no token, no n-grams
+    shared = set(grams[0, 0][grams[0, 0] > 0]) & set(grams[0, 2][grams[0, 2] > 0])
+    assert len(shared) >= 14  # a misspelling keeps most of the word's n-grams
+    again = tok.TextTokenizer.from_config(layer.get_config())
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(again(np.array(["Prize prize prizee", "a"], dtype=object))["char_ngrams"]),
+        grams)
+
+
+def test_char_ngram_widths_and_cap_are_honoured():
+    out, _ = _char_ids(["prize"], min_n=3, max_n=3, per_token=4)
+    assert (out["char_ngrams"][0, 0] > 0).sum() == 4  # five trigrams of "<prize>", cut to 4
+    with pytest.raises(ValueError, match="not a range"):
+        tok.CharNgrams(min_n=4, max_n=2)

@@ -35,8 +35,10 @@ def register_backbone(name, *, modality, min_size=1, note="", spatial_dims=None,
     :mod:`pipelines.backbones.text_cnn`); ``spatial_dims`` is 2 (images, the default for the
     image modality) or 3 (volumes); ``min_size`` applies to every spatial axis, unless the
     entry gives ``min_shape(spatial_dims, **options)``: the least size per axis for those options
-    (a backbone that keeps a thin volume's depth needs less of it). Extra ``meta`` (a text
-    backbone's ``spans``, the 2D backbone a 3D one ``inflates``) is kept on the entry.
+    (a backbone that keeps a thin volume's depth needs less of it). An entry's
+    ``check_options(**options)`` may raise ValueError for options it cannot build, so that they
+    are refused before a run exists. Extra ``meta`` (a text backbone's ``spans``, the 2D backbone
+    a 3D one ``inflates``) is kept on the entry.
     """
     if modality == "image":
         spatial_dims = spatial_dims or 2
@@ -127,6 +129,8 @@ def create_backbone(name, input_shape, **options):
         if "argument" in str(error):
             raise UserError(f"backbone {name!r}: bad backbone_options ({error})") from None
         raise
+    except ValueError as error:  # a value the builder refuses (a channel name, a range)
+        raise UserError(f"backbone {name!r}: bad backbone_options ({error})") from None
 
 
 def min_shape(name, spatial_dims, options=None):
@@ -145,6 +149,11 @@ def check_input(name, input_shape, options=None):
     volumes for 3D ones, at least :func:`min_shape` along each axis); else a UserError, raised
     before any run directory is made."""
     entry = BACKBONES.entry(name)
+    if entry.meta.get("check_options"):
+        try:
+            entry.meta["check_options"](**(options or {}))
+        except ValueError as error:
+            raise UserError(f"backbone {name!r}: bad backbone_options ({error})") from None
     if entry.meta["modality"] == "image":
         dims = entry.meta["spatial_dims"]
         if dims == 3 and len(input_shape) != 4:
