@@ -46,30 +46,36 @@ def compare(metrics, baseline, keys, lower_is_better=()):
     if not baseline or not baseline.get("metrics"):
         return None
     name, theirs = baseline["name"], baseline["metrics"]
-    ours_better, theirs_better, shown = [], [], []
+    ours_better, theirs_better, tied, shown = [], [], [], []
     for key in keys:
         mine, other = metrics.get(key), theirs.get(key)
         if not all(isinstance(v, (int, float)) and v == v for v in (mine, other)):
             continue
         shown.append(f"{key} {mine:.4f} vs {other:.4f}")
-        if mine != other:
+        if mine == other:
+            tied.append(key)
+        else:
             smaller_wins = key in lower_is_better
             (ours_better if (mine < other) == smaller_wins else theirs_better).append(key)
     if not shown:
         return None
     winner = ("mixed" if ours_better and theirs_better else "network" if ours_better
               else "baseline" if theirs_better else "tie")
-    figures = "; ".join(shown)
+    figures = "; ".join(shown) + ")"
+    if tied and winner in ("network", "baseline"):
+        figures = f"and ties on {', '.join(tied)} ({figures}"
+    else:
+        figures = f"({figures}"
     sentence = {
-        "network": f"The network beats the baseline ({name}) on {', '.join(ours_better)} ({figures}).",
+        "network": f"The network beats the baseline ({name}) on {', '.join(ours_better)} {figures}.",
         "baseline": f"The baseline ({name}) beats the network on {', '.join(theirs_better)} "
-                    f"({figures}). On this data the classical model is the better choice.",
+                    f"{figures}. On this data the classical model is the better choice.",
         "mixed": f"Mixed: the network is better on {', '.join(ours_better)}, the baseline ({name}) "
-                 f"on {', '.join(theirs_better)} ({figures}).",
-        "tie": f"The network and the baseline ({name}) tie ({figures}).",
+                 f"on {', '.join(theirs_better)} {figures}.",
+        "tie": f"The network and the baseline ({name}) tie {figures}.",
     }[winner]
     return {"winner": winner, "network_better": ours_better, "baseline_better": theirs_better,
-            "sentence": sentence}
+            "tied": tied, "sentence": sentence}
 
 
 class Steps:

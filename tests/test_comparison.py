@@ -26,6 +26,13 @@ def test_the_winner_is_named_on_the_key_metrics_only(ours, winner, sentence):
     assert result["winner"] == winner and result["sentence"] == sentence
 
 
+def test_ties_are_named_beside_the_win():
+    result = compare({"accuracy": 0.9892, "macro_f1": 0.9765}, BASELINE, ("accuracy", "macro_f1"))
+    assert result["winner"] == "network" and result["tied"] == ["accuracy"]
+    assert result["sentence"] == ("The network beats the baseline (tfidf) on macro_f1 and ties on "
+                                  "accuracy (accuracy 0.9892 vs 0.9892; macro_f1 0.9765 vs 0.9759).")
+
+
 def test_lower_is_better_metrics_and_missing_values():
     baseline = {"name": "atlas", "metrics": {"dice": 0.80, "hd95": 3.0}}
     result = compare({"dice": 0.85, "hd95": 4.0}, baseline, ("dice", "hd95"), lower_is_better=("hd95",))
