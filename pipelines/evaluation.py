@@ -40,8 +40,8 @@ class Evaluation:
 
 def compare(metrics, baseline, keys, lower_is_better=()):
     """Which model wins on the task's key metrics: ``{"winner": "network" | "baseline" | "mixed"
-    | "tie", "network_better": [...], "baseline_better": [...], "sentence": str}``, or None
-    without a baseline. A report leads with the sentence, so nobody has to read a table to
+    | "tie", "network_better": [...], "baseline_better": [...], "tied": [...], "sentence": str}``,
+    or None without a baseline. A report leads with the sentence, so nobody has to read a table to
     learn that the classical model did better."""
     if not baseline or not baseline.get("metrics"):
         return None
@@ -61,11 +61,9 @@ def compare(metrics, baseline, keys, lower_is_better=()):
         return None
     winner = ("mixed" if ours_better and theirs_better else "network" if ours_better
               else "baseline" if theirs_better else "tie")
-    figures = "; ".join(shown) + ")"
+    figures = f"({'; '.join(shown)})"
     if tied and winner in ("network", "baseline"):
-        figures = f"and ties on {', '.join(tied)} ({figures}"
-    else:
-        figures = f"({figures}"
+        figures = f"and ties on {', '.join(tied)} {figures}"
     sentence = {
         "network": f"The network beats the baseline ({name}) on {', '.join(ours_better)} {figures}.",
         "baseline": f"The baseline ({name}) beats the network on {', '.join(theirs_better)} "
