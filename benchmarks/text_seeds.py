@@ -5,7 +5,8 @@ Issue 19's acceptance table. Trains ``cnn-tasks train text-classification`` with
 full training split and subsampled to about 1,000 training texts (``train_fraction``: SMS 0.25
 of 4,459 train + validation texts -> 1,003 training texts; TREC 0.204 of 5,452 -> 1,001), and
 prints a Markdown table for benchmarks/RESULTS.md: accuracy, macro-F1 and (SMS) spam F1 of the
-network and the baseline on the same split, the epochs chosen and the training seconds. Run by
+network and the baseline on the same split, the epochs run (early stopping) of those chosen, and
+the training seconds. Run by
 hand (TREC needs ../shared/datasets/trec_questions):
 
     python benchmarks/text_seeds.py [--seeds 0 1 2] [--only sms trec sms-1000 trec-1000] [KEY=VALUE ...]
@@ -38,7 +39,8 @@ def row(name, seed, document, config):
     net, base = document["metrics"], document["baseline"]["metrics"]
     f1 = (f"{net['positive_f1']:.4f} / {base['positive_f1']:.4f}" if "positive_f1" in net else "–")
     return (f"| {name} | {seed} | {net['accuracy']:.4f} / {base['accuracy']:.4f} | "
-            f"{net['macro_f1']:.4f} / {base['macro_f1']:.4f} | {f1} | {config['epochs']} | "
+            f"{net['macro_f1']:.4f} / {base['macro_f1']:.4f} | {f1} | "
+            f"{document['train']['epochs']} of {config['epochs']} | "
             f"{document['train']['seconds']:.0f} | {document['comparison']['winner']} |")
 
 
@@ -51,7 +53,7 @@ def main(argv=None):
     if any(name.startswith("trec") for name in args.only) and not TREC.is_dir():
         raise SystemExit(f"{TREC}: not here; run with --only sms sms-1000")
     print(f"overrides: {' '.join(args.sets) or 'none'}")
-    print("| data | seed | accuracy (network / TF-IDF) | macro-F1 | spam F1 | epochs | train s | "
+    print("| data | seed | accuracy (network / TF-IDF) | macro-F1 | spam F1 | epochs run | train s | "
           "winner |\n|---|---|---|---|---|---|---|---|", flush=True)
     with tempfile.TemporaryDirectory() as output:
         for name in args.only:

@@ -30,11 +30,14 @@ def test_small_splits_get_smaller_embeddings_and_more_word_dropout():
 def test_fit_config_fills_only_what_the_user_left_to_the_data():
     task = get_task("text-classification")
     config = task.fit_config(resolve_config(task), _train(1000))
-    assert config.epochs == 40
+    assert config.epochs == 40 and config.early_stopping_patience == 10
+    full = task.fit_config(resolve_config(task), _train(5000))
+    assert full.epochs == 10 and full.early_stopping_patience == 0 and full.backbone_options == {}
     assert config.backbone_options == {"embedding_dim": 128, "word_dropout": 0.25}
     mine = resolve_config(task, sets={"epochs": 3, "backbone_options": {"embedding_dim": 64}})
     mine = task.fit_config(mine, _train(1000))
     assert mine.epochs == 3 and mine.backbone_options == {"embedding_dim": 64, "word_dropout": 0.25}
+    assert mine.early_stopping_patience == 0  # the user chose the epochs: no early stop added
     again = task.fit_config(mine, _train(5000))  # idempotent: a resumed run keeps what it chose
     assert again.epochs == 3 and again.backbone_options == mine.backbone_options
     other = task.fit_config(resolve_config(task, flags={"backbone": "dilated_cnn"}), _train(1000))

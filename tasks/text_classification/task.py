@@ -31,6 +31,9 @@ class TextClassificationConfig(ClassificationConfig):
                                           help=f"training epochs (default: enough for about "
                                                f"{STEP_BUDGET:,} steps, at least 10: 10 on 4,000 "
                                                f"texts, 40 on 1,000)")
+    early_stopping_patience: typing.Optional[int] = option(
+        None, minimum=0, help="epochs without improvement; 0 = off (default: a quarter of the "
+                              "epochs when the data size chose more than 10, else off)")
     batch_size: int = option(50, minimum=1, help="examples per step (Kim 2014: 50)")
     tokenizer: str = option("word", choices=tokenizing.TOKENIZERS,
                             help="word tokens, or WordPiece sub-words learnt from the training split")
@@ -77,11 +80,15 @@ class TextClassification(ClassificationTask):
 
     # -- preprocessing -----------------------------------------------------------------------
     def fit_config(self, config, train):
-        """Epochs, and for the default backbone its embedding size and word dropout, from the
-        training split's size (each only where the user left it); config.json records them."""
+        """Epochs (and early stopping with them), and for the default backbone its embedding
+        size and word dropout, from the training split's size (each only where the user left
+        it); config.json records them."""
         changes = {}
         if config.epochs is None:
             changes["epochs"] = epochs_for(len(train), config.batch_size)
+        if config.early_stopping_patience is None:  # long runs chosen for small data stop early
+            chosen = changes.get("epochs", 0)
+            changes["early_stopping_patience"] = max(5, chosen // 4) if chosen > 10 else 0
         if config.backbone == type(config)().backbone:
             changes["backbone_options"] = {**small_data_options(len(train)), **config.backbone_options}
         return dataclasses.replace(config, **changes)
