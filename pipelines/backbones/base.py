@@ -127,10 +127,14 @@ def create_backbone(name, input_shape, **options):
         return entry.obj(tuple(input_shape), **options)
     except TypeError as error:
         if "argument" in str(error):
-            raise UserError(f"backbone {name!r}: bad backbone_options ({error})") from None
+            raise _bad_options(name, error) from None
         raise
-    except ValueError as error:  # a value the builder refuses (a channel name, a range)
-        raise UserError(f"backbone {name!r}: bad backbone_options ({error})") from None
+    except ValueError as error:  # a value the entry's check_options lets through but a layer refuses
+        raise _bad_options(name, error) from None
+
+
+def _bad_options(name, error):
+    return UserError(f"backbone {name!r}: bad backbone_options ({error})")
 
 
 def min_shape(name, spatial_dims, options=None):
@@ -153,7 +157,7 @@ def check_input(name, input_shape, options=None):
         try:
             entry.meta["check_options"](**(options or {}))
         except ValueError as error:
-            raise UserError(f"backbone {name!r}: bad backbone_options ({error})") from None
+            raise _bad_options(name, error) from None
     if entry.meta["modality"] == "image":
         dims = entry.meta["spatial_dims"]
         if dims == 3 and len(input_shape) != 4:

@@ -18,11 +18,14 @@ registry entry's ``spans(**options)`` gives ``(left, right)`` per channel, which
 report name the n-gram that won the max-over-time pooling for each channel.
 """
 
+import dataclasses
+
 import keras
 import numpy as np
 from keras import layers
 
 from pipelines.backbones.base import BACKBONE_LAYER_NAME, register_backbone
+from pipelines.tokenizer import CharNgrams
 
 EMBEDDING_LAYER_NAME = "embedding"
 CHAR_EMBEDDING_LAYER_NAME = "char_ngram_embedding"
@@ -81,8 +84,6 @@ class CharNgramEmbedding(layers.Layer):
 
     def __init__(self, dim=64, buckets=32768, min_n=2, max_n=5, per_token=48, scale=0.25, **kwargs):
         super().__init__(**kwargs)
-        from pipelines.tokenizer import CharNgrams
-
         self.spec = CharNgrams(buckets=int(buckets), min_n=int(min_n), max_n=int(max_n),
                                per_token=int(per_token))
         self.dim = int(dim)
@@ -111,8 +112,6 @@ class CharNgramEmbedding(layers.Layer):
 def char_ngram_spec(backbone):
     """The :class:`~pipelines.tokenizer.CharNgrams` a backbone's character channel expects (as a
     dict for the tokenizer's config), or None for a word-only backbone."""
-    import dataclasses
-
     try:
         layer = backbone.get_layer(CHAR_EMBEDDING_LAYER_NAME)
     except ValueError:
@@ -164,8 +163,6 @@ def _inputs(input_shape, vocab_size, embedding_dim, embedding_scale, word_dropou
 
 def check_channels(channels="word", char=None, **_):
     """Refuse a channel name or character n-gram scheme that cannot be built (ValueError)."""
-    from pipelines.tokenizer import CharNgrams
-
     if channels not in CHANNELS:
         raise ValueError(f"channels must be one of {', '.join(CHANNELS)}, got {channels!r}")
     if char is not None and not isinstance(char, dict):
