@@ -49,13 +49,25 @@ def test_patch_corners_stay_inside_and_centre_on_foreground_when_asked():
     assert len(set(anywhere)) > 100
 
 
-def test_the_default_patch_is_the_median_shape_rounded_up_to_8_and_capped():
+def test_the_default_patch_is_the_median_shape_rounded_down_to_8_within_bounds():
     class Case:
         def __init__(self, shape):
             self.mask = np.zeros(shape)
 
-    assert default_patch([Case((35, 50, 36)), Case((31, 40, 24)), Case((43, 59, 47))]) == [40, 56, 40]
-    assert default_patch([Case((300, 20, 512))]) == [96, 24, 96]
+    # hippocampus: median 35x50x36
+    assert default_patch([Case((35, 50, 36)), Case((31, 40, 24)), Case((43, 59, 47))]) == [32, 48, 32]
+    assert default_patch([Case((300, 20, 512))]) == [96, 16, 96]
+    assert default_patch([Case((5, 8, 17))]) == [8, 8, 16]  # never below one multiple
+
+
+def test_epochs_follow_the_mode_unless_given():
+    from pipelines.workflow import resolve_config
+    from tasks.medical_segmentation.task import EPOCHS
+
+    task = MedicalSegmentation()
+    assert resolve_config(task).epochs == EPOCHS[2] == 12
+    assert resolve_config(task, sets={"spatial_dims": 3}).epochs == EPOCHS[3] == 16
+    assert resolve_config(task, sets={"spatial_dims": 3}, flags={"epochs": 3}).epochs == 3
 
 
 @pytest.mark.parametrize("shape", [(16, 16, 16), (13, 17, 11)])
