@@ -146,6 +146,10 @@ CASES = [
     Case("text-channels", "text-classification", "a text channel the backbone does not have",
          lambda t: train("text-classification", "builtin:sms_spam", "--set", "backbone_options.channels=letters"),
          "channels must be one of word, char, word+char, got 'letters'"),
+    Case("text-vectors-no-word", "text-classification", "word vectors for a character-only backbone",
+         lambda t: train("text-classification", "builtin:sms_spam", "--set", "backbone_options.channels=char",
+                         "--set", f"word_vectors={_text(t / 'v.txt', 'free 0.1 0.2 0.3' + chr(10))}"),
+         "with channels=char has no word channel"),
     # -- arrays -----------------------------------------------------------------------------------
     Case("npz-missing-x", ".npz arrays", "an .npz without x",
          lambda t: train("image-classification", _npz(t / "d.npz", images=np.zeros((4, 8, 8)), y=np.arange(4))),

@@ -82,7 +82,13 @@ class TextClassification(ClassificationTask):
     def fit_config(self, config, train):
         """Epochs (and early stopping with them), and for the default backbone its embedding
         size and word dropout, from the training split's size (each only where the user left
-        it); config.json records them."""
+        it); config.json records them. Word vectors without a word channel are refused here,
+        where the backbone's options are final (a --backbone-from source's included) and no run
+        folder exists yet."""
+        if config.word_vectors and "word" not in str(config.backbone_options.get("channels", "word")).split("+"):
+            raise UserError(f"--set word_vectors={config.word_vectors}: backbone {config.backbone} "
+                            f"with channels={config.backbone_options['channels']} has no word "
+                            f"channel to load them into; use channels word or word+char")
         changes = {}
         if config.epochs is None:
             changes["epochs"] = epochs_for(len(train), config.batch_size)
