@@ -18,8 +18,8 @@ import plain_keras_digits  # noqa: E402
 from pipelines import workflow  # noqa: E402
 
 
-def pipeline_seconds(output, epochs=None):
-    task = workflow.get_task("image-classification")
+def pipeline_seconds(output, epochs=None, task="image-classification"):
+    task = workflow.get_task(task)
     config = workflow.resolve_config(task, sets={"output": output, **({"epochs": epochs} if epochs else {})})
     run_dir = workflow.train(task.name, config=config, quiet=True, echo=lambda *_: None)
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -34,6 +34,34 @@ def check_same_defaults(config):
                if getattr(config, key) != value]
     if drifted:
         sys.exit("plain_keras_digits.py no longer matches the task defaults (" + "; ".join(drifted) + ")")
+
+
+def check_same_text_defaults(config):
+    """The text twin (plain_keras_text.py) restates text-classification's defaults on SMS spam."""
+    import inspect
+
+    import pandas as pd
+    import plain_keras_text as plain
+
+    from pipelines.backbones.text_cnn import text_cnn
+    from tasks.text_classification.task import epochs_for
+
+    builder = {k: v.default for k, v in inspect.signature(text_cnn).parameters.items()
+               if v.default is not inspect.Parameter.empty}
+    n_train = int(len(pd.read_csv(plain.DATA)) * 0.8 * 0.9)  # the training split's size, about
+    task = {"epochs": config.epochs or epochs_for(n_train, config.batch_size), "batch_size": config.batch_size,
+            "learning_rate": config.learning_rate, "vocabulary_size": config.vocabulary_size,
+            "backbone": config.backbone, "embedding_dim": builder["embedding_dim"],
+            "windows": tuple(builder["windows"]), "filters": builder["filters"],
+            "dropout": builder["dropout"], "word_dropout": builder["word_dropout"],
+            "head_hidden": config.head_hidden, "class_weight": config.class_weight}
+    twin = {"epochs": plain.EPOCHS, "batch_size": plain.BATCH, "learning_rate": plain.LR,
+            "vocabulary_size": plain.VOCABULARY, "backbone": "text_cnn", "embedding_dim": plain.EMBEDDING,
+            "windows": tuple(plain.WINDOWS), "filters": plain.FILTERS, "dropout": plain.DROPOUT,
+            "word_dropout": plain.WORD_DROPOUT, "head_hidden": 0, "class_weight": None}
+    drifted = [f"{key}: plain {twin[key]}, task {task[key]}" for key in twin if twin[key] != task[key]]
+    if drifted:
+        sys.exit("plain_keras_text.py no longer matches the task defaults (" + "; ".join(drifted) + ")")
 
 
 def main(repeats=3):
