@@ -26,7 +26,7 @@ def learning_curves(history):
     """Loss and every other logged metric per epoch, training beside validation."""
     plt = _pyplot()
     names = [c for c in history.columns if c != "epoch" and not c.startswith("val_")
-             and c not in ("learning_rate", "lr")]
+             and c not in ("learning_rate", "lr", "seconds")]
     fig, axes = plt.subplots(1, max(1, len(names)), figsize=(4.2 * max(1, len(names)), 3.2),
                              squeeze=False)
     for ax, name in zip(axes[0], names):

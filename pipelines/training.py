@@ -97,6 +97,33 @@ class DivergenceGuard(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class EpochClock(keras.callbacks.Callback):
+    """Adds ``seconds`` to each epoch's logs: wall time since training began, counted on across
+    phases and resumes from the history's last row, so history.csv plots against time as well
+    as epochs. A history written before this column existed gets none (its rows stay aligned)."""
+
+    COLUMN = "seconds"
+
+    def __init__(self, history_path):
+        super().__init__()
+        self.history_path = Path(history_path)
+
+    def on_train_begin(self, logs=None):
+        self.offset, self.active = 0.0, True
+        if self.history_path.is_file() and self.history_path.stat().st_size:
+            with self.history_path.open(newline="") as handle:
+                rows = list(csv.DictReader(handle))
+            if rows and self.COLUMN not in rows[0]:
+                self.active = False
+            elif rows:
+                self.offset = float(rows[-1][self.COLUMN])
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.active and logs is not None:
+            logs[self.COLUMN] = round(self.offset + time.perf_counter() - self.start, 2)
+
+
 def _callbacks(config, run_dir, phase, *, monitor, mode, resume_history, tensorboard_dir, guard):
     run_dir = Path(run_dir)
     # Epoch-end order matters for resuming: the history row and the best checkpoint first, the
@@ -104,6 +131,7 @@ def _callbacks(config, run_dir, phase, *, monitor, mode, resume_history, tensorb
     # the other way round, the epoch's history row would be lost.
     callbacks = [
         guard,
+        EpochClock(run_dir / HISTORY_FILE),  # before the logger, which writes what it adds
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=resume_history),
         keras.callbacks.ModelCheckpoint(str(run_dir / BEST_WEIGHTS),
                                         monitor=monitor, mode=mode, save_best_only=True,

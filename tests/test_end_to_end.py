@@ -143,6 +143,8 @@ def test_interrupted_training_resumes(tmp_path, monkeypatch):
     assert run_cli("train", "--resume", run_dir, "--quiet") == 0
     epochs = [line.split(",")[0] for line in (run_dir / "history.csv").read_text().splitlines()[1:]]
     assert epochs == ["0", "1", "2", "3"]
+    seconds = [float(row["seconds"]) for row in _rows(run_dir)]  # the clock counts on after resuming
+    assert all(0 < a < b for a, b in zip(seconds, seconds[1:])), seconds
     assert json.loads((run_dir / "metrics.json").read_text())["train"]["epochs"] == 2
     assert not (run_dir / "backup").exists()
     assert run_cli("train", "--resume", run_dir) == 2  # a finished run is not resumed
@@ -175,7 +177,7 @@ def test_the_same_seed_gives_the_same_run(tmp_path):
         assert run_cli("train", "image-classification", "--epochs", 2, "--output", tmp_path, "--quiet",
                        "--seed", 3, "--set", "backbone_options.widths=[4,8,8]") == 0
     first, second = sorted((tmp_path / "image-classification").iterdir())
-    assert (first / "history.csv").read_text() == (second / "history.csv").read_text()
+    assert _history_without_clock(first) == _history_without_clock(second)
     metrics = [json.loads((run / "metrics.json").read_text())["metrics"] for run in (first, second)]
     assert metrics[0] == metrics[1]
 
@@ -247,3 +249,38 @@ def test_sigint_stops_cleanly_keeps_the_best_checkpoint_and_says_how_to_resume(t
     assert status["state"] == "interrupted"
     assert list((run_dir / "checkpoints").glob("*.weights.h5"))
     assert not (run_dir / "metrics.json").exists()
+
+
+def _rows(run_dir):
+    import csv
+
+    with (run_dir / "history.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _history_without_clock(run_dir):
+    """history.csv's rows without ``seconds`` (wall time, which no two runs share)."""
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in _rows(run_dir)]
+
+
+def test_the_epoch_clock_leaves_a_history_without_its_column_alone(tmp_path):
+    """A run resumed from a history written before the ``seconds`` column existed keeps its rows
+    aligned with the header: no column is added."""
+    from pipelines.training import EpochClock
+
+    old = tmp_path / "old.csv"
+    old.write_text("epoch,loss,val_loss\n0,1.0,1.1\n")
+    clock, logs = EpochClock(old), {"loss": 0.5}
+    clock.on_train_begin()
+    clock.on_epoch_end(1, logs)
+    assert logs == {"loss": 0.5}
+    new = tmp_path / "new.csv"
+    new.write_text("epoch,loss,seconds,val_loss\n0,1.0,12.5,1.1\n")
+    clock = EpochClock(new)
+    clock.on_train_begin()
+    clock.on_epoch_end(1, logs)
+    assert 12.5 <= logs["seconds"] < 60
+    clock = EpochClock(tmp_path / "none.csv")
+    clock.on_train_begin()
+    clock.on_epoch_end(0, logs)
+    assert 0 <= logs["seconds"] < 12.5
