@@ -79,8 +79,8 @@ class MedicalSegmentationConfig(TrainConfig):
                                                      "with 3)")
     patch_size: typing.Optional[list] = option(None, help="[depth, height, width] voxels of a 3D "
                                                "training patch and sliding window; default: the "
-                                               "training volumes' median shape rounded up to a "
-                                               "multiple of 8, at most 96 per axis")
+                                               "training volumes' median shape rounded down to "
+                                               "a multiple of 8, from 8 to 96 per axis")
     patches_per_case: int = option(2, minimum=1, help="3D patches drawn from each training volume")
     foreground_share: float = option(0.33, minimum=0, maximum=1,
                                      help="share of 3D patches centred on a foreground voxel")
@@ -497,7 +497,7 @@ def _check_patch_size(patch):
     if (not isinstance(patch, list) or len(patch) != 3
             or not all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in patch)):
         raise UserError(f"--set patch_size={patch}: give three positive whole numbers "
-                        f"[depth, height, width], e.g. --set patch_size=[40,56,40]")
+                        f"[depth, height, width], e.g. --set patch_size=[32,48,32]")
 
 
 def default_patch(cases, multiple=8, largest=96):
