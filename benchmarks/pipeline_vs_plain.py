@@ -30,10 +30,7 @@ def check_same_defaults(config):
     """The plain script restates the task defaults; a drifted copy would time another model."""
     plain = {"epochs": plain_keras_digits.EPOCHS, "batch_size": plain_keras_digits.BATCH,
              "learning_rate": plain_keras_digits.LR, "augment_shift": plain_keras_digits.SHIFT}
-    drifted = [f"{key}: plain {value}, task {getattr(config, key)}" for key, value in plain.items()
-               if getattr(config, key) != value]
-    if drifted:
-        sys.exit("plain_keras_digits.py no longer matches the task defaults (" + "; ".join(drifted) + ")")
+    _exit_if_drifted("plain_keras_digits.py", plain, {key: getattr(config, key) for key in plain})
 
 
 def check_same_text_defaults(config):
@@ -59,9 +56,14 @@ def check_same_text_defaults(config):
             "vocabulary_size": plain.VOCABULARY, "backbone": "text_cnn", "embedding_dim": plain.EMBEDDING,
             "windows": tuple(plain.WINDOWS), "filters": plain.FILTERS, "dropout": plain.DROPOUT,
             "word_dropout": plain.WORD_DROPOUT, "head_hidden": 0, "class_weight": None}
+    _exit_if_drifted("plain_keras_text.py", twin, task)
+
+
+def _exit_if_drifted(script, twin, task):
+    """Exit naming every setting where the twin's copy differs from the task's default."""
     drifted = [f"{key}: plain {twin[key]}, task {task[key]}" for key in twin if twin[key] != task[key]]
     if drifted:
-        sys.exit("plain_keras_text.py no longer matches the task defaults (" + "; ".join(drifted) + ")")
+        sys.exit(f"{script} no longer matches the task defaults (" + "; ".join(drifted) + ")")
 
 
 def main(repeats=3):

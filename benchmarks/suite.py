@@ -183,11 +183,28 @@ def digits_input_pipeline(quick, repeats):
                                "pipeline alone / model (goal >= 3: the model never waits)")}
 
 
+def _alternated(plain_run, pipeline_run, repeats, epochs):
+    """Time a plain twin and the pipeline in turn, ``repeats`` times each (so both see the same
+    drift of this noisy machine). Each run returns (seconds, test accuracy). Returns the two
+    runs' lists of results and their timing figures with the ratio of medians."""
+    import tempfile
+
+    plain, pipe = [], []
+    with tempfile.TemporaryDirectory() as output:
+        for _ in range(repeats):
+            plain.append(plain_run())
+            pipe.append(pipeline_run(output))
+    plain_s, pipe_s = [s for s, _ in plain], [s for s, _ in pipe]
+    figures = {"plain_keras_seconds": Figure("s", plain_s, f"{epochs} epochs"),
+               "pipeline_seconds": Figure("s", pipe_s, f"{epochs} epochs"),
+               "ratio": Figure("ratio", [statistics.median(pipe_s) / statistics.median(plain_s)],
+                               "median pipeline / median plain (goal <= 1.05)")}
+    return plain, pipe, figures
+
+
 @benchmark("digits_overhead", summary="cnn-tasks train image-classification vs its plain Keras twin, "
                                       "same model, data, epochs and batch; alternated")
 def digits_overhead(quick, repeats):
-    import tempfile
-
     import pipeline_vs_plain
     import plain_keras_digits
 
@@ -195,22 +212,15 @@ def digits_overhead(quick, repeats):
 
     epochs = 5 if quick else plain_keras_digits.EPOCHS
     pipeline_vs_plain.check_same_defaults(workflow.get_task("image-classification").Config())
-    plain, pipe = [], []
-    with tempfile.TemporaryDirectory() as output:
-        for _ in range(repeats):
-            plain.append(plain_keras_digits.main(batch_norm=True, verbose=0, epochs=epochs)[0])
-            pipe.append(pipeline_vs_plain.pipeline_seconds(output, epochs=epochs)[0])
-    return {"plain_keras_seconds": Figure("s", plain, f"{epochs} epochs"),
-            "pipeline_seconds": Figure("s", pipe, f"{epochs} epochs"),
-            "ratio": Figure("ratio", [statistics.median(pipe) / statistics.median(plain)],
-                            "median pipeline / median plain (goal <= 1.05)")}
+    *_, figures = _alternated(lambda: plain_keras_digits.main(batch_norm=True, verbose=0, epochs=epochs),
+                              lambda output: pipeline_vs_plain.pipeline_seconds(output, epochs=epochs),
+                              repeats, epochs)
+    return figures
 
 
 @benchmark("sms_overhead", summary="cnn-tasks train text-classification (SMS spam) vs its plain Keras twin, "
                                    "same model, data, epochs and batch; alternated")
 def sms_overhead(quick, repeats):
-    import tempfile
-
     import pipeline_vs_plain
     import plain_keras_text
 
@@ -218,21 +228,13 @@ def sms_overhead(quick, repeats):
 
     epochs = 2 if quick else plain_keras_text.EPOCHS
     pipeline_vs_plain.check_same_text_defaults(workflow.get_task("text-classification").Config())
-    plain, pipe, accuracy = [], [], {"plain": [], "pipeline": []}
-    with tempfile.TemporaryDirectory() as output:
-        for _ in range(repeats):
-            seconds, score = plain_keras_text.main(verbose=0, epochs=epochs)
-            plain.append(seconds)
-            accuracy["plain"].append(score)
-            seconds, score = pipeline_vs_plain.pipeline_seconds(output, epochs=epochs, task="text-classification")
-            pipe.append(seconds)
-            accuracy["pipeline"].append(score)
-    return {"plain_keras_seconds": Figure("s", plain, f"{epochs} epochs"),
-            "pipeline_seconds": Figure("s", pipe, f"{epochs} epochs"),
-            "plain_keras_accuracy": Figure("accuracy", accuracy["plain"], "test split"),
-            "pipeline_accuracy": Figure("accuracy", accuracy["pipeline"], "test split"),
-            "ratio": Figure("ratio", [statistics.median(pipe) / statistics.median(plain)],
-                            "median pipeline / median plain (goal <= 1.05)")}
+    plain, pipe, figures = _alternated(
+        lambda: plain_keras_text.main(verbose=0, epochs=epochs),
+        lambda output: pipeline_vs_plain.pipeline_seconds(output, epochs=epochs, task="text-classification"),
+        repeats, epochs)
+    ratio = figures.pop("ratio")
+    return {**figures, "plain_keras_accuracy": Figure("accuracy", [a for _, a in plain], "test split"),
+            "pipeline_accuracy": Figure("accuracy", [a for _, a in pipe], "test split"), "ratio": ratio}
 
 
 # -- running and writing ---------------------------------------------------------------------
