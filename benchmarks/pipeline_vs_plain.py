@@ -5,6 +5,7 @@ Each measurement is training time only (model.fit with its callbacks), not data 
 report. Run by hand: python benchmarks/pipeline_vs_plain.py [REPEATS]
 """
 
+import csv
 import json
 import statistics
 import sys
@@ -18,12 +19,18 @@ import plain_keras_digits  # noqa: E402
 from pipelines import workflow  # noqa: E402
 
 
-def pipeline_seconds(output, epochs=None, task="image-classification"):
+def pipeline_seconds(output, epochs=None, task="image-classification", metric="accuracy", curve=None,
+                     curve_metric="val_accuracy"):
+    """Train the task's default under ``output``; returns (training seconds, test ``metric``).
+    ``curve``, a list, receives (seconds, ``curve_metric``) per epoch from the run's history.csv."""
     task = workflow.get_task(task)
     config = workflow.resolve_config(task, sets={"output": output, **({"epochs": epochs} if epochs else {})})
     run_dir = workflow.train(task.name, config=config, quiet=True, echo=lambda *_: None)
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return metrics["train"]["seconds"], metrics["metrics"]["accuracy"]
+    if curve is not None:
+        with (run_dir / "history.csv").open(newline="") as handle:
+            curve.extend((float(row["seconds"]), float(row[curve_metric])) for row in csv.DictReader(handle))
+    return metrics["train"]["seconds"], metrics["metrics"][metric]
 
 
 def check_same_defaults(config):
@@ -57,6 +64,32 @@ def check_same_text_defaults(config):
             "windows": tuple(plain.WINDOWS), "filters": plain.FILTERS, "dropout": plain.DROPOUT,
             "word_dropout": plain.WORD_DROPOUT, "head_hidden": 0, "class_weight": None}
     _exit_if_drifted("plain_keras_text.py", twin, task)
+
+
+def check_same_steering_defaults(config):
+    """The steering twin (plain_keras_steering.py) restates steering's defaults."""
+    import inspect
+
+    import plain_keras_steering as plain
+
+    from pipelines.backbones.pilotnet import FILTERS, pilotnet
+
+    builder = {k: v.default for k, v in inspect.signature(pilotnet).parameters.items()
+               if v.default is not inspect.Parameter.empty}
+    task = {"epochs": config.epochs, "batch_size": config.batch_size, "learning_rate": config.learning_rate,
+            "val_fraction": config.val_fraction, "backbone": config.backbone, "convolutions": FILTERS,
+            "backbone_options": {**builder, **config.backbone_options}, "head_units": tuple(config.head_units),
+            "head_pool": config.head_pool, "head_dropout": config.head_dropout, "loss": config.loss,
+            "augmentation": (config.augment, config.augment_flip, config.augment_brightness, config.augment_shift),
+            "frames": (config.channels, config.crop_top, config.crop_bottom, config.image_height,
+                       config.image_width, config.side_cameras),
+            "optimizer": (config.optimizer, config.lr_schedule, config.restore_best)}
+    twin = {"epochs": plain.EPOCHS, "batch_size": plain.BATCH, "learning_rate": plain.LR,
+            "val_fraction": plain.VAL_FRACTION, "backbone": "pilotnet", "convolutions": plain.CONVOLUTIONS,
+            "backbone_options": {"width": 1.0, "batch_norm": False, "dropout": 0.0}, "head_units": plain.UNITS,
+            "head_pool": "flatten", "head_dropout": 0.0, "loss": "mse", "augmentation": (True, True, 0.0, 0.0),
+            "frames": (3, 0.0, 0.0, None, None, False), "optimizer": ("adam", "cosine", True)}
+    _exit_if_drifted("plain_keras_steering.py", twin, task)
 
 
 def _exit_if_drifted(script, twin, task):

@@ -16,6 +16,7 @@ import tensorflow as tf  # noqa: E402
 from keras import layers  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
+from twin_curve import callbacks as curve_callbacks  # noqa: E402
 
 EPOCHS, BATCH, LR, SHIFT, SEED = 40, 32, 5e-4, 0.1, 0  # the task defaults
 
@@ -36,7 +37,9 @@ def model(batch_norm):
     return keras.Model(inputs, outputs)
 
 
-def main(batch_norm=True, verbose=2, epochs=EPOCHS):
+def main(batch_norm=True, verbose=2, epochs=EPOCHS, curve=None):
+    """Train and test; returns (training seconds, test accuracy). ``curve``, a list, receives
+    (seconds since training began, validation accuracy) after each epoch."""
     keras.utils.set_random_seed(SEED)
     digits = load_digits()
     x = (digits.images / 16.0).astype("float32")[..., None]
@@ -55,7 +58,8 @@ def main(batch_norm=True, verbose=2, epochs=EPOCHS):
     net.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(LR, steps)),
                 loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
     start = time.perf_counter()
-    net.fit(train, validation_data=val, epochs=epochs, verbose=verbose)
+    net.fit(train, validation_data=val, epochs=epochs, verbose=verbose,
+            callbacks=curve_callbacks(curve, "val_accuracy"))
     seconds = time.perf_counter() - start
     accuracy = net.evaluate(x_test, y_test, verbose=0)[1]
     print(f"plain keras: {seconds:.1f} s training, test accuracy {accuracy:.4f}")

@@ -25,6 +25,7 @@ import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from keras import layers  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
+from twin_curve import callbacks as curve_callbacks  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sms_spam" / "sms_spam.csv"
 EPOCHS, BATCH, LR, SEED = 10, 50, 1e-3, 0  # the task defaults on SMS spam
@@ -63,7 +64,9 @@ def model(vocabulary_size, length, n_classes):
     return keras.Model(ids, layers.Activation("softmax")(layers.Dense(n_classes)(sentence)))
 
 
-def main(verbose=2, epochs=EPOCHS):
+def main(verbose=2, epochs=EPOCHS, curve=None):
+    """Train and test; returns (training seconds, test accuracy). ``curve``, a list, receives
+    (seconds since training began, validation accuracy) after each epoch."""
     keras.utils.set_random_seed(SEED)
     table = pd.read_csv(DATA)
     texts, labels = table["text"].astype(str).to_numpy(), table["label"].astype(str).to_numpy()
@@ -89,7 +92,8 @@ def main(verbose=2, epochs=EPOCHS):
                 loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     start = time.perf_counter()
     net.fit(batches(x_train, y_train, shuffle=True), validation_data=batches(x_val, y_val),
-            epochs=epochs, verbose=verbose)
+            epochs=epochs, verbose=verbose,
+            callbacks=curve_callbacks(curve, "val_accuracy"))
     seconds = time.perf_counter() - start
     accuracy = net.evaluate(batches(x_test, y_test), verbose=0)[1]
     print(f"plain keras: {seconds:.1f} s training, test accuracy {accuracy:.4f}")

@@ -24,6 +24,7 @@ if str(HERE) not in sys.path:  # the plain-Keras twins are scripts beside this f
 BENCHMARKS = {}
 SCHEMA_VERSION = 1
 BEGIN, END = "<!-- benchmarks run: begin -->", "<!-- benchmarks run: end -->"
+PLOTS = "plots"  # PNGs of learning curves, in a folder beside RESULTS.md
 
 
 @dataclasses.dataclass
@@ -41,8 +42,30 @@ class Figure:
                 "median": round(float(self.median), 6), "note": self.note}
 
 
+@dataclasses.dataclass
+class Curves:
+    """Learning curves against wall time (time to quality): each series a list of (seconds since
+    training began, validation metric) per epoch, the target drawn across. Kept in results.json
+    and drawn as a PNG beside RESULTS.md."""
+
+    metric: str
+    target: float
+    higher_is_better: bool
+    series: dict  # label -> [(seconds, value), ...]
+
+    def to_json(self):
+        return {"metric": self.metric, "target": self.target, "higher_is_better": self.higher_is_better,
+                "series": {label: [[round(float(t), 3), round(float(v), 6)] for t, v in points]
+                           for label, points in self.series.items()}}
+
+
+def seconds_to_target(points, target, higher_is_better):
+    """Wall time of the first epoch whose metric reaches ``target``; None if none does."""
+    return next((t for t, v in points if (v >= target if higher_is_better else v <= target)), None)
+
+
 def benchmark(name, *, summary):
-    """Register ``fn(quick, repeats) -> {figure name: Figure}`` under ``name``."""
+    """Register ``fn(quick, repeats) -> {name: Figure or Curves}`` under ``name``."""
     def decorate(fn):
         BENCHMARKS[name] = (fn, summary)
         return fn
@@ -185,7 +208,7 @@ def digits_input_pipeline(quick, repeats):
 
 def _alternated(plain_run, pipeline_run, repeats, epochs):
     """Time a plain twin and the pipeline in turn, ``repeats`` times each (so both see the same
-    drift of this noisy machine). Each run returns (seconds, test accuracy). Returns the two
+    drift of this noisy machine). Each run returns (seconds, test figure). Returns the two
     runs' lists of results and their timing figures with the ratio of medians."""
     import tempfile
 
@@ -202,39 +225,120 @@ def _alternated(plain_run, pipeline_run, repeats, epochs):
     return plain, pipe, figures
 
 
+@dataclasses.dataclass
+class Quality:
+    """What a task's time to quality is read on: the test figure in metrics.json, the validation
+    column of the history whose curve is timed, and the target it must reach."""
+
+    metric: str
+    curve_metric: str
+    target: float
+    higher_is_better: bool = True
+    note: str = ""
+
+
+def _against_twin(plain_main, task, epochs, repeats, quality):
+    """The pipeline and its plain twin alternated: training time and its ratio (overhead), the
+    test figure of every run, and time to quality: the wall time of the first epoch whose
+    validation figure reaches the target, with every run's learning curve."""
+    import pipeline_vs_plain
+
+    curves = {"plain Keras": [], "pipeline": []}
+
+    def plain_run():
+        curves["plain Keras"].append([])
+        return plain_main(verbose=0, epochs=epochs, curve=curves["plain Keras"][-1])
+
+    def pipeline_run(output):
+        curves["pipeline"].append([])
+        return pipeline_vs_plain.pipeline_seconds(output, epochs=epochs, task=task, metric=quality.metric,
+                                                  curve=curves["pipeline"][-1],
+                                                  curve_metric=quality.curve_metric)
+
+    plain, pipe, figures = _alternated(plain_run, pipeline_run, repeats, epochs)
+    ratio = figures.pop("ratio")
+    figures.update({f"plain_keras_{quality.metric}": Figure(quality.metric, [a for _, a in plain], "test split"),
+                    f"pipeline_{quality.metric}": Figure(quality.metric, [a for _, a in pipe], "test split"),
+                    "ratio": ratio})
+    figures.update(_time_to_quality(curves, quality))
+    figures["learning_curves"] = Curves(quality.curve_metric, quality.target, quality.higher_is_better,
+                                        {f"{who} {i}": points for who, runs in curves.items()
+                                         for i, points in enumerate(runs, start=1)})
+    return figures
+
+
+def _time_to_quality(curves, quality):
+    """Per version: how many runs reached the target, and the seconds it took those that did."""
+    sign = ">=" if quality.higher_is_better else "<="
+    figures = {}
+    for who, key in (("plain Keras", "plain_keras"), ("pipeline", "pipeline")):
+        reached = [seconds_to_target(points, quality.target, quality.higher_is_better) for points in curves[who]]
+        times = [t for t in reached if t is not None]
+        figures[f"{key}_runs_reaching_target"] = Figure("runs", [len(times)], f"of {len(reached)}")
+        if times:
+            figures[f"{key}_seconds_to_target"] = Figure(
+                "s", times, f"first epoch with {quality.curve_metric} {sign} {quality.target:g}{quality.note}")
+    return figures
+
+
 @benchmark("digits_overhead", summary="cnn-tasks train image-classification vs its plain Keras twin, "
-                                      "same model, data, epochs and batch; alternated")
+                                      "same model, data, epochs and batch; alternated; time to quality")
 def digits_overhead(quick, repeats):
     import pipeline_vs_plain
     import plain_keras_digits
 
     from pipelines import workflow
 
-    epochs = 5 if quick else plain_keras_digits.EPOCHS
     pipeline_vs_plain.check_same_defaults(workflow.get_task("image-classification").Config())
-    *_, figures = _alternated(lambda: plain_keras_digits.main(batch_norm=True, verbose=0, epochs=epochs),
-                              lambda output: pipeline_vs_plain.pipeline_seconds(output, epochs=epochs),
-                              repeats, epochs)
-    return figures
+    return _against_twin(plain_keras_digits.main, "image-classification",
+                         5 if quick else plain_keras_digits.EPOCHS, repeats,
+                         Quality("accuracy", "val_accuracy", 0.985))
 
 
 @benchmark("sms_overhead", summary="cnn-tasks train text-classification (SMS spam) vs its plain Keras twin, "
-                                   "same model, data, epochs and batch; alternated")
+                                   "same model, data, epochs and batch; alternated; time to quality")
 def sms_overhead(quick, repeats):
     import pipeline_vs_plain
     import plain_keras_text
 
     from pipelines import workflow
 
-    epochs = 2 if quick else plain_keras_text.EPOCHS
     pipeline_vs_plain.check_same_text_defaults(workflow.get_task("text-classification").Config())
-    plain, pipe, figures = _alternated(
-        lambda: plain_keras_text.main(verbose=0, epochs=epochs),
-        lambda output: pipeline_vs_plain.pipeline_seconds(output, epochs=epochs, task="text-classification"),
-        repeats, epochs)
-    ratio = figures.pop("ratio")
-    return {**figures, "plain_keras_accuracy": Figure("accuracy", [a for _, a in plain], "test split"),
-            "pipeline_accuracy": Figure("accuracy", [a for _, a in pipe], "test split"), "ratio": ratio}
+    return _against_twin(plain_keras_text.main, "text-classification", 2 if quick else plain_keras_text.EPOCHS,
+                         repeats, Quality("accuracy", "val_accuracy", 0.985))
+
+
+@benchmark("steering_overhead", summary="cnn-tasks train steering (PilotNet) vs its plain Keras twin, "
+                                        "same model, data, epochs and batch; alternated; time to quality")
+def steering_overhead(quick, repeats):
+    import pipeline_vs_plain
+    import plain_keras_steering
+
+    from pipelines import workflow
+
+    pipeline_vs_plain.check_same_steering_defaults(workflow.get_task("steering").Config())
+    target = ridge_validation_rmse()
+    return _against_twin(plain_keras_steering.main, "steering", 8 if quick else plain_keras_steering.EPOCHS,
+                         repeats, Quality("rmse", "val_rmse", target, higher_is_better=False,
+                                          note=" (the ridge baseline's RMSE on the same validation frames)"))
+
+
+def ridge_validation_rmse():
+    """The steering target: the task's ridge baseline (penalty by episode-grouped cross-validation)
+    fitted on the twin's training frames and scored on its validation frames, which is where
+    the learning curves are read."""
+    import numpy as np
+    import pandas as pd
+    import plain_keras_steering as plain
+
+    from tasks.steering.baselines import ridge_on_pixels
+
+    table = pd.read_csv(plain.DATA)
+    train, val, _ = plain.splits(table)
+    frames = np.stack([plain.decode(str(plain.DATA.parent / p)).numpy() for p in table["path"]])
+    angles = table["steering"].to_numpy(np.float64)
+    predicted, _ = ridge_on_pixels(frames[train], angles[train], table["episode"].to_numpy()[train], frames[val])
+    return float(np.sqrt(np.mean((predicted - angles[val]) ** 2)))
 
 
 # -- running and writing ---------------------------------------------------------------------
@@ -245,10 +349,13 @@ def run(names, *, quick, repeats, echo=print):
         fn, summary = BENCHMARKS[name]
         echo(f"{name}: {summary} ...")
         start = time.perf_counter()
-        figures = fn(quick, repeats)
+        measured = fn(quick, repeats)
+        figures = {k: v for k, v in measured.items() if isinstance(v, Figure)}
+        curves = {k: v.to_json() for k, v in measured.items() if isinstance(v, Curves)}
         results[name] = {"summary": summary, "seconds": round(time.perf_counter() - start, 1),
                          "date": date, "quick": quick, "repeats": repeats,
-                         "figures": {k: f.to_json() for k, f in figures.items()}}
+                         "figures": {k: f.to_json() for k, f in figures.items()},
+                         **({"curves": curves} if curves else {})}
         for key, figure in figures.items():
             echo(f"  {key}: {_format(figure.median, figure.unit)} ({figure.unit})")
     return {"schema": SCHEMA_VERSION, "date": date, "quick": quick, "repeats": repeats, "machine": machine(),
@@ -278,6 +385,10 @@ def _format(value, unit):
         return f"{value / scale:.2f} {prefix}".rstrip()
     if unit == "samples/s":
         return f"{value:,.0f}"
+    if unit == "runs":
+        return f"{value:.0f}"
+    if 0 < abs(value) < 0.1:  # an RMSE in the data's units: significant digits, not decimals
+        return f"{value:#.3g}"
     return f"{value:.3f}"
 
 
@@ -301,6 +412,11 @@ def markdown(document):
             lines.append(f"| {key} | {_format(figure['median'], figure['unit'])} | {figure['unit']} | "
                          f"{values} | {figure['note']} |")
         lines.append("")
+        for key, curves in result.get("curves", {}).items():
+            better = "higher" if curves["higher_is_better"] else "lower"
+            lines += [f"![{name}: {key}]({PLOTS}/{plot_name(name, key)})", "",
+                      f"*{curves['metric']} of every run against its wall time since training began "
+                      f"({better} is better); the dashed line is the target, {curves['target']:.4g}.*", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -312,6 +428,9 @@ def write(document, json_path, markdown_path):
     document = merge(document, earlier)
     Path(json_path).write_text(json.dumps(document, indent=2) + "\n")
     path = Path(markdown_path)
+    for name, result in document["benchmarks"].items():
+        for key, curves in result.get("curves", {}).items():
+            draw_curves(curves, path.parent / PLOTS / plot_name(name, key), title=f"{name}: {key}")
     text = path.read_text() if path.is_file() else "# Benchmark results\n"
     section = f"{BEGIN}\n{markdown(document)}{END}"
     if BEGIN in text and END in text:
@@ -319,6 +438,40 @@ def write(document, json_path, markdown_path):
     else:
         text = text.rstrip() + "\n\n## `python -m benchmarks run`: the latest figures\n\n" + section + "\n"
     path.write_text(text)
+
+
+def plot_name(benchmark_name, key):
+    return f"{benchmark_name}_{key}.png"
+
+
+def draw_curves(curves, path, *, title):
+    """One PNG: every run's validation metric against wall time, a colour per version (plain
+    Keras grey, the pipeline blue), the target dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    colours = {"plain Keras": "0.55", "pipeline": "tab:blue"}
+    labelled = set()
+    for label, points in curves["series"].items():
+        who = label.rsplit(" ", 1)[0]
+        if points:
+            seconds, values = zip(*points)
+            axes.plot(seconds, values, marker=".", color=colours.get(who, "tab:orange"),
+                      label=None if who in labelled else who, alpha=0.85)
+            labelled.add(who)
+    axes.axhline(curves["target"], color="tab:red", linestyle="--", linewidth=1, label="target")
+    axes.set(xlabel="seconds since training began", ylabel=curves["metric"], title=title)
+    if not curves["higher_is_better"]:
+        axes.set_yscale("log")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
 
 
 def _read_json(path):

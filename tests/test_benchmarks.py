@@ -114,3 +114,106 @@ def test_flops_are_counted_from_the_model():
 
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, padding="same", use_bias=False)])
     assert forward_flops(model, (8, 8, 1)) == 2 * 9 * 1 * 4 * 64
+
+
+def test_the_plain_steering_script_restates_the_task_defaults(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import pipeline_vs_plain
+    import plain_keras_steering
+
+    config = workflow.get_task("steering").Config()
+    pipeline_vs_plain.check_same_steering_defaults(config)  # exits if a copy drifted
+    monkeypatch.setattr(plain_keras_steering, "UNITS", (100, 10))
+    with pytest.raises(SystemExit, match="head_units: plain"):
+        pipeline_vs_plain.check_same_steering_defaults(config)
+    with pytest.raises(SystemExit, match="augmentation: plain"):
+        pipeline_vs_plain.check_same_steering_defaults(dataclasses.replace(config, augment_brightness=0.2))
+
+
+def test_the_plain_steering_model_has_the_pipelines_parameter_count(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import plain_keras_steering
+
+    from pipelines.backbones import create_backbone
+    from tasks.steering.head import build_regressor
+
+    statistics = dict(pixel_mean=[0.5] * 3, pixel_variance=[0.1] * 3, target_mean=0.0, target_std=0.05)
+    pipeline = build_regressor(create_backbone("pilotnet", (32, 64, 3)), **statistics)
+    twin = plain_keras_steering.model((32, 64, 3), statistics["pixel_mean"], statistics["pixel_variance"],
+                                      statistics["target_mean"], statistics["target_std"])
+    assert twin.count_params() == pipeline.count_params()
+
+
+def test_the_steering_twins_splits_are_the_tasks(monkeypatch):
+    """Same frames for training, validation and test as `cnn-tasks train steering`."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import numpy as np
+    import pandas as pd
+    import plain_keras_steering as plain
+
+    from pipelines import workflow as flow
+
+    task = flow.get_task("steering")
+    config = flow.resolve_config(task)
+    dataset = task.load(config.data, config)
+    twin = plain.splits(pd.read_csv(plain.DATA))
+    for name, rows in zip(("train", "val", "test"), twin):
+        mine = sorted(Path(p).name for p in dataset.x["frames"].paths[dataset.given_splits[name]])
+        assert mine == sorted(Path(p).name for p in pd.read_csv(plain.DATA)["path"].to_numpy()[rows]), name
+        assert len(rows) and np.all(np.diff(rows) > 0)
+
+
+def test_time_to_quality_reads_the_first_epoch_at_the_target():
+    from benchmarks.suite import seconds_to_target
+
+    curve = [(1.0, 0.90), (2.5, 0.986), (4.0, 0.97), (5.0, 0.99)]
+    assert seconds_to_target(curve, 0.985, higher_is_better=True) == 2.5
+    assert seconds_to_target(curve, 0.995, higher_is_better=True) is None
+    assert seconds_to_target([(1.0, 0.004), (2.0, 0.0025)], 0.0026, higher_is_better=False) == 2.0
+
+
+def test_a_benchmark_against_its_twin_times_both_and_draws_their_curves(monkeypatch, tmp_path):
+    """The alternation, the overhead ratio, time to quality and the learning-curve PNG, with
+    stand-ins for the twin and the pipeline (the real ones are minutes of training)."""
+    import json
+
+    from benchmarks import suite
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import pipeline_vs_plain
+
+    order = []
+
+    def plain_main(verbose, epochs, curve):
+        order.append("plain")
+        curve.extend([(1.0, 0.9), (2.0, 0.99)][:epochs])
+        return 2.0, 0.98
+
+    def pipeline_seconds(output, *, epochs, task, metric, curve, curve_metric):
+        order.append("pipeline")
+        assert (task, metric, curve_metric) == ("image-classification", "accuracy", "val_accuracy")
+        curve.extend([(1.5, 0.95), (3.0, 0.97)][:epochs])
+        return 3.0, 0.97
+
+    monkeypatch.setattr(pipeline_vs_plain, "pipeline_seconds", pipeline_seconds)
+    measured = suite._against_twin(plain_main, "image-classification", 2, 2,
+                                   suite.Quality("accuracy", "val_accuracy", 0.985))
+    assert order == ["plain", "pipeline", "plain", "pipeline"]
+    assert measured["ratio"].values == [1.5]
+    assert measured["plain_keras_seconds_to_target"].values == [2.0, 2.0]
+    assert measured["plain_keras_runs_reaching_target"].values == [2]
+    assert measured["pipeline_runs_reaching_target"].values == [0]
+    assert "pipeline_seconds_to_target" not in measured  # never reached: no figure made up
+    assert measured["pipeline_accuracy"].values == [0.97, 0.97]
+
+    monkeypatch.setitem(suite.BENCHMARKS, "fake_overhead", (lambda quick, repeats: measured, "a fake"))
+    monkeypatch.setattr(suite, "machine", lambda: {"cpu": "c", "cores": 2, "python": "3", "tensorflow": "2",
+                                                   "keras": "3", "platform": "p"})
+    results, page = tmp_path / "results.json", tmp_path / "RESULTS.md"
+    suite.write(suite.run(["fake_overhead"], quick=True, repeats=2, echo=lambda _: None), results, page)
+    entry = json.loads(results.read_text())["benchmarks"]["fake_overhead"]
+    assert entry["curves"]["learning_curves"]["series"]["pipeline 2"] == [[1.5, 0.95], [3.0, 0.97]]
+    assert "learning_curves" not in entry["figures"]
+    png = tmp_path / "plots" / "fake_overhead_learning_curves.png"
+    assert png.read_bytes().startswith(b"\x89PNG")
+    assert "![fake_overhead: learning_curves](plots/fake_overhead_learning_curves.png)" in page.read_text()
