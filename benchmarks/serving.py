@@ -27,14 +27,19 @@ from pipelines import serving, workflow  # noqa: E402
 QUANTIZE = ("none", "float16", "dynamic")
 
 
-def median_ms(call, repeats):
-    call()  # warm-up: tracing, allocation
+def call_ms(call, repeats):
+    """Milliseconds of each of ``repeats`` calls, after one warm-up call (tracing, allocation)."""
+    call()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         call()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+        times.append(1000 * (time.perf_counter() - start))
+    return times
+
+
+def median_ms(call, repeats):
+    return statistics.median(call_ms(call, repeats))
 
 
 def folder_size(path):
@@ -72,6 +77,11 @@ def workload(task, model, info, test, batch):
         key = "image_bytes" if name == "image-classification" else "text"
         return ({key: tf.constant(raw)}, lambda: model.predict_on_batch(x),
                 (lambda runner: runner(pixels=x)) if name == "image-classification" else None)
+    if name == "steering":
+        x = np.asarray(task.encode(test, info)[0][:batch], np.float32)
+        raw = [Path(p).read_bytes() for p in test.x["frames"].paths[:batch]]
+        return ({"image_bytes": tf.constant(raw)}, lambda: model.predict_on_batch(x),
+                lambda runner: runner(pixels=x))
     if name == "captioning":
         from tasks.captioning.decoding import CaptionWriter
 
@@ -107,7 +117,8 @@ def workload(task, model, info, test, batch):
             lambda runner: runner(pixels=slices.astype(np.float32)))
 
 
-def measure(run_dir, scratch):
+def measure(run_dir, scratch, timing=median_ms):
+    """Rows (task, format, batch, size in bytes, ``timing(call, repeats)``) for one run."""
     import tensorflow as tf
 
     path, saved, task, config, info, model = workflow.load_run(run_dir)
@@ -132,16 +143,16 @@ def measure(run_dir, scratch):
         raw, keras_call, tflite_call = workload(task, model, info, test, batch)
         repeats = 20 if batch == 1 else 5
         rows.append((task.name, "Keras (model.keras)", batch, folder_size(path / "model.keras"),
-                     median_ms(keras_call, repeats)))
+                     timing(keras_call, repeats)))
         rows.append((task.name, "SavedModel, raw input", batch, folder_size(sm),
-                     median_ms(lambda: served(**raw), repeats)))
+                     timing(lambda: served(**raw), repeats)))
         for name, model_file in exports.items():
             if name.startswith("TFLite") and tflite_call:
                 interpreter = litert(model_file)
                 runner = (interpreter if task.name == "captioning"
                           else interpreter.get_signature_runner(next(iter(interpreter.get_signature_list()))))
                 rows.append((task.name, name, batch, folder_size(model_file),
-                             median_ms(lambda: tflite_call(runner), repeats)))
+                             timing(lambda: tflite_call(runner), repeats)))
     return rows
 
 

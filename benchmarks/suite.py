@@ -341,6 +341,53 @@ def ridge_validation_rmse():
     return float(np.sqrt(np.mean((predicted - angles[val]) ** 2)))
 
 
+INFERENCE_TASKS = ("image-classification", "text-classification", "steering", "medical-segmentation", "captioning")
+
+
+@benchmark("inference", summary="each task's default model (trained one epoch: the architecture, not its "
+                                "quality, sets the cost): milliseconds a call at batch 1 and 64 as Keras, "
+                                "SavedModel and TFLite, and peak resident memory of train and evaluate")
+def inference(quick, repeats):
+    import tempfile
+
+    import serving
+
+    calls = 5 if quick else 20
+    figures = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for task in INFERENCE_TASKS[:3] if quick else INFERENCE_TASKS:
+            output = Path(scratch) / "runs"
+            figures[f"{task}: train peak memory"] = Figure(
+                "MiB", [_peak_mib(["train", task, "--set", "epochs=1", "--output", str(output), "--quiet"])],
+                "cnn-tasks train, one epoch, whole process (data, model, report)")
+            run_dir = next((output / task).iterdir())
+            figures[f"{task}: evaluate peak memory"] = Figure(
+                "MiB", [_peak_mib(["evaluate", str(run_dir), "--quiet"])],
+                "cnn-tasks evaluate: load the model, predict the test split, write the report")
+            for _, fmt, batch, size, times in serving.measure(
+                    run_dir, Path(scratch) / "exports", timing=lambda call, _: serving.call_ms(call, calls)):
+                figures[f"{task}: {fmt}, batch {batch}"] = Figure(
+                    "ms", times, f"a call; {size / 1024:,.0f} KB on disk")
+    return figures
+
+
+def _peak_mib(arguments):
+    """Peak resident memory of ``cnn-tasks ARGUMENTS`` run as its own process, in MiB."""
+    import subprocess
+    import tempfile
+
+    command = [sys.executable, "-c", "import sys; from pipelines.cli import main; sys.exit(main(sys.argv[1:]))",
+               *arguments]
+    with tempfile.TemporaryFile("w+") as log:  # not a pipe: a full pipe would stall the child
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode:
+            log.seek(0)
+            raise RuntimeError(f"cnn-tasks {' '.join(arguments)} failed: {log.read()[-2000:]}")
+    return usage.ru_maxrss / 1024  # Linux reports kilobytes
+
+
 # -- running and writing ---------------------------------------------------------------------
 def run(names, *, quick, repeats, echo=print):
     results = {}
@@ -384,6 +431,8 @@ def _format(value, unit):
         scale, prefix = next((s, p) for s, p in ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1, "")) if value >= s or s == 1)
         return f"{value / scale:.2f} {prefix}".rstrip()
     if unit == "samples/s":
+        return f"{value:,.0f}"
+    if unit == "MiB":
         return f"{value:,.0f}"
     if unit == "runs":
         return f"{value:.0f}"

@@ -217,3 +217,12 @@ def test_a_benchmark_against_its_twin_times_both_and_draws_their_curves(monkeypa
     png = tmp_path / "plots" / "fake_overhead_learning_curves.png"
     assert png.read_bytes().startswith(b"\x89PNG")
     assert "![fake_overhead: learning_curves](plots/fake_overhead_learning_curves.png)" in page.read_text()
+
+
+def test_peak_memory_is_measured_on_the_command_alone_and_failures_are_named(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from benchmarks import suite
+
+    assert 10 < suite._peak_mib(["--help"]) < 4096  # a Python process: tens of MiB, not zero
+    with pytest.raises(RuntimeError, match="cnn-tasks --no-such-flag failed: .*arguments are required"):
+        suite._peak_mib(["--no-such-flag"])
