@@ -178,5 +178,7 @@ def check_input(name, input_shape, options=None):
 
 
 def count_params(name, input_shape):
-    keras.backend.clear_session()
+    """Weights of backbone ``name`` built for ``input_shape``. No clear_session: it would reset
+    the caller's Keras settings (dtype policy) and run a full garbage collection per backbone,
+    seconds each in a process that has built many models."""
     return create_backbone(name, input_shape).count_params()
