@@ -341,6 +341,72 @@ def ridge_validation_rmse():
     return float(np.sqrt(np.mean((predicted - angles[val]) ** 2)))
 
 
+SWEEP_MODELS = ("digits", "steering", "segmentation_2d")
+
+
+def _sweep_settings(batch, quick):
+    """name -> (arguments of step_timing.py, environment); the default first."""
+    settings = {"default": ([], {}), "jit_compile": (["--jit"], {}),
+                f"batch {batch * 2}": (["--batch", str(batch * 2)], {}),
+                "1 intra-op thread": (["--intra", "1"], {}), "oneDNN off": ([], {"TF_ENABLE_ONEDNN_OPTS": "0"})}
+    if not quick:
+        settings.update({f"batch {batch // 2}": (["--batch", str(batch // 2)], {}),
+                         f"batch {batch * 4}": (["--batch", str(batch * 4)], {}),
+                         "1 inter-op thread": (["--inter", "1"], {}),
+                         "channels_first": (["--channels-first"], {})})
+    return settings
+
+
+@benchmark("training_step_sweep", summary="each task's default training step under XLA, batch sizes, thread "
+                                          "counts, oneDNN and channel order, every setting its own process; "
+                                          "examples/s, speed against the default setting and share of the "
+                                          "matmul peak")
+def training_step_sweep(quick, repeats):
+    import step_timing
+
+    peak = statistics.median(matmul_flops_per_second(1024 if quick else 2048) for _ in range(3))
+    figures = {}
+    for model in SWEEP_MODELS[:1] if quick else SWEEP_MODELS:
+        batch = step_timing.MODELS[model][1]
+        settings = _sweep_settings(batch, quick)
+        steps, failed = {name: [] for name in settings}, {}
+        for _ in range(repeats):  # alternated: every setting once per round
+            for name, (arguments, environment) in settings.items():
+                if name in failed:
+                    continue
+                try:
+                    steps[name].append(_step_seconds(model, arguments, environment))
+                except RuntimeError as error:
+                    failed[name] = str(error)
+        flops = steps["default"][0][1]
+        default_rate = statistics.median(b / s for s, _, b in steps["default"])
+        for name, measured in steps.items():
+            if name in failed:
+                continue
+            rates = [b / s for s, _, b in measured]
+            rate = statistics.median(rates)
+            note = (f"{rate / default_rate:.2f}x the default; {3 * flops * rate / peak:.1%} of the "
+                    f"{peak / 1e9:.0f} GFLOP/s matmul peak")
+            if name == "default" and failed:
+                note += "; not measured: " + "; ".join(f"{k} ({v})" for k, v in failed.items())
+            figures[f"{model}: {name}"] = Figure("examples/s", rates, note)
+    return figures
+
+
+def _step_seconds(model, arguments, environment):
+    """(seconds per step, forward FLOPs of one example, batch) from step_timing.py in its own process."""
+    import subprocess
+
+    command = [sys.executable, str(HERE / "step_timing.py"), model, "--repeats", "1", *arguments]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **environment})
+    if done.returncode:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        raise RuntimeError(lines[-1][:160] if lines else f"exit code {done.returncode}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return result["seconds_per_step"][0], result["forward_flops"], result["batch"]
+
+
 INFERENCE_TASKS = ("image-classification", "text-classification", "steering", "medical-segmentation", "captioning")
 
 
@@ -430,7 +496,7 @@ def _format(value, unit):
     if unit in ("FLOP/s", "FLOP"):
         scale, prefix = next((s, p) for s, p in ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1, "")) if value >= s or s == 1)
         return f"{value / scale:.2f} {prefix}".rstrip()
-    if unit == "samples/s":
+    if unit in ("samples/s", "examples/s"):
         return f"{value:,.0f}"
     if unit == "MiB":
         return f"{value:,.0f}"

@@ -226,3 +226,18 @@ def test_peak_memory_is_measured_on_the_command_alone_and_failures_are_named(mon
     assert 10 < suite._peak_mib(["--help"]) < 4096  # a Python process: tens of MiB, not zero
     with pytest.raises(RuntimeError, match="cnn-tasks --no-such-flag failed: .*arguments are required"):
         suite._peak_mib(["--no-such-flag"])
+
+
+def test_a_step_timing_process_times_the_tasks_default_model(monkeypatch):
+    """step_timing.py (one setting of the training-step sweep) builds the digits default: the
+    same forward FLOPs as the plain twin's model, which the overhead benchmark pins to the task."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import plain_keras_digits
+
+    from benchmarks import suite
+
+    seconds, flops, batch = suite._step_seconds("digits", ["--batch", "4"], {})
+    assert seconds > 0 and batch == 4
+    assert flops == suite.forward_flops(plain_keras_digits.model(batch_norm=True), (8, 8, 1))
+    with pytest.raises(RuntimeError, match="invalid int value: 'x'"):
+        suite._step_seconds("digits", ["--batch", "x"], {})
