@@ -437,21 +437,35 @@ def inference(quick, repeats):
     return figures
 
 
+PEAK_PROBE = """
+import atexit, sys
+from pathlib import Path
+
+def record():  # VmHWM: this process's own high-water mark, not the parent's it was forked from
+    status = Path("/proc/self/status").read_text().splitlines()
+    Path(sys.argv[1]).write_text(next(line.split()[1] for line in status if line.startswith("VmHWM")))
+
+atexit.register(record)
+from pipelines.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
 def _peak_mib(arguments):
-    """Peak resident memory of ``cnn-tasks ARGUMENTS`` run as its own process, in MiB."""
+    """Peak resident memory of ``cnn-tasks ARGUMENTS`` run as its own process, in MiB: its
+    VmHWM, written as it exits. (getrusage's ru_maxrss would not do: Linux carries the forking
+    parent's high-water mark into the child at exec, so every child reads as big as this one.)"""
     import subprocess
     import tempfile
 
-    command = [sys.executable, "-c", "import sys; from pipelines.cli import main; sys.exit(main(sys.argv[1:]))",
-               *arguments]
-    with tempfile.TemporaryFile("w+") as log:  # not a pipe: a full pipe would stall the child
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        if process.returncode:
-            log.seek(0)
-            raise RuntimeError(f"cnn-tasks {' '.join(arguments)} failed: {log.read()[-2000:]}")
-    return usage.ru_maxrss / 1024  # Linux reports kilobytes
+    with tempfile.TemporaryDirectory() as folder:
+        peak, log = Path(folder) / "peak_kib", Path(folder) / "stderr"
+        with log.open("w") as stderr:
+            code = subprocess.run([sys.executable, "-c", PEAK_PROBE, str(peak), *arguments],
+                                  stdout=subprocess.DEVNULL, stderr=stderr).returncode
+        if code:
+            raise RuntimeError(f"cnn-tasks {' '.join(arguments)} failed: {log.read_text()[-2000:]}")
+        return int(peak.read_text()) / 1024  # /proc reports kB
 
 
 # -- running and writing ---------------------------------------------------------------------
