@@ -5,7 +5,6 @@ Each measurement is training time only (model.fit with its callbacks), not data 
 report. Run by hand: python benchmarks/pipeline_vs_plain.py [REPEATS]
 """
 
-import csv
 import json
 import statistics
 import sys
@@ -16,7 +15,7 @@ warnings.filterwarnings("ignore")
 
 import plain_keras_digits  # noqa: E402
 
-from pipelines import workflow  # noqa: E402
+from pipelines import training, workflow  # noqa: E402
 
 
 def pipeline_seconds(output, epochs=None, task="image-classification", metric="accuracy", curve=None,
@@ -28,8 +27,8 @@ def pipeline_seconds(output, epochs=None, task="image-classification", metric="a
     run_dir = workflow.train(task.name, config=config, quiet=True, echo=lambda *_: None)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     if curve is not None:
-        with (run_dir / "history.csv").open(newline="") as handle:
-            curve.extend((float(row["seconds"]), float(row[curve_metric])) for row in csv.DictReader(handle))
+        history = training.read_history(run_dir)
+        curve.extend(zip(history["seconds"].astype(float), history[curve_metric].astype(float)))
     return metrics["train"]["seconds"], metrics["metrics"][metric]
 
 

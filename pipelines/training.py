@@ -231,8 +231,9 @@ def fit(model, train_ds, val_ds, *, config, run_dir, loss, metrics, monitor="val
             saved = (Path(run_dir) / BEST_WEIGHTS).is_file()
             kept = _best_epoch(run_dir, monitor, mode) if saved else -1
             raise TrainingDiverged(
-                f"training diverged: the loss became NaN or infinite in epoch {epoch + 1}; " + (f"the best weights so far (epoch {kept + 1}) are in "
-                                    f"{Path(run_dir) / CHECKPOINTS_DIR}; " if kept >= 0 else "")
+                f"training diverged: the loss became NaN or infinite in epoch {epoch + 1}; "
+                + (f"the best weights so far (epoch {kept + 1}) are in "
+                   f"{Path(run_dir) / CHECKPOINTS_DIR}; " if kept >= 0 else "")
                 + "try a lower --learning-rate")
         done_marker.parent.mkdir(parents=True, exist_ok=True)
         done_marker.touch()
