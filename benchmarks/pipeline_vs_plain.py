@@ -91,6 +91,32 @@ def check_same_steering_defaults(config):
     _exit_if_drifted("plain_keras_steering.py", twin, task)
 
 
+def check_same_segmentation_defaults(config):
+    """The segmentation twin (plain_keras_segmentation.py) restates medical-segmentation's 2D
+    defaults on the shipped hippocampus volumes."""
+    import plain_keras_segmentation as plain
+
+    from tasks.medical_segmentation.task import EPOCHS
+
+    task = {"data": config.data, "spatial_dims": config.spatial_dims or 2, "epochs": config.epochs or EPOCHS[2],
+            "batch_size": config.batch_size or 32, "learning_rate": config.learning_rate,
+            "optimizer": (config.optimizer, config.lr_schedule, config.restore_best),
+            "splits": (config.test_fraction, config.val_fraction, config.train_fraction, config.seed),
+            "backbone": (config.backbone, config.backbone_options), "decoder_width": config.decoder_width,
+            "slices": (config.image_size, config.slice_axis, config.empty_slice_fraction, config.tiling),
+            "intensities": config.normalization, "loss": (config.dice_weight, config.ce_weight,
+                                                          config.loss_class_weights),
+            "augmentation and test-time flips": (bool(config.augment), config.test_time_flips)}
+    twin = {"data": "builtin:hippocampus", "spatial_dims": 2, "epochs": plain.EPOCHS, "batch_size": plain.BATCH,
+            "learning_rate": plain.LR, "optimizer": ("adam", "cosine", True),
+            "splits": (plain.TEST_FRACTION, plain.VAL_FRACTION, 1.0, plain.SEED),
+            "backbone": ("basic_cnn", {"batch_norm": True, "widths": list(plain.WIDTHS)}),
+            "decoder_width": plain.DECODER_WIDTH,
+            "slices": (plain.SIZE, plain.SLICE_AXIS, plain.EMPTY_SLICE_FRACTION, "auto"),
+            "intensities": "zscore", "loss": (1.0, 1.0, None), "augmentation and test-time flips": (False, False)}
+    _exit_if_drifted("plain_keras_segmentation.py", twin, task)
+
+
 def _exit_if_drifted(script, twin, task):
     """Exit naming every setting where the twin's copy differs from the task's default."""
     drifted = [f"{key}: plain {twin[key]}, task {task[key]}" for key in twin if twin[key] != task[key]]

@@ -323,6 +323,23 @@ def steering_overhead(quick, repeats):
                                           note=" (the ridge baseline's RMSE on the same validation frames)"))
 
 
+@benchmark("segmentation_overhead", summary="cnn-tasks train medical-segmentation (2D U-Net on hippocampus MRI) "
+                                            "vs its plain Keras twin, same model, data, epochs and batch; "
+                                            "alternated; time to quality")
+def segmentation_overhead(quick, repeats):
+    import pipeline_vs_plain
+    import plain_keras_segmentation
+
+    from pipelines import workflow
+
+    pipeline_vs_plain.check_same_segmentation_defaults(workflow.get_task("medical-segmentation").Config())
+    return _against_twin(plain_keras_segmentation.main, "medical-segmentation",
+                         2 if quick else plain_keras_segmentation.EPOCHS, repeats,
+                         Quality("dice", "val_dice", 0.85,
+                                 note=" (Dice pooled over the validation slices at the network's 48x48; "
+                                      "the test figure is the mean per case at each case's own size)"))
+
+
 def ridge_validation_rmse():
     """The steering target: the task's ridge baseline (penalty by episode-grouped cross-validation)
     fitted on the twin's training frames and scored on its validation frames, which is where

@@ -68,7 +68,7 @@ class ClassificationTask(Task):
     def loss(self, config, info):
         return "sparse_categorical_crossentropy"
 
-    def compile_metrics(self, config):
+    def compile_metrics(self, config, info):
         return ["accuracy"]
 
     def metrics(self, dataset, outputs, info):

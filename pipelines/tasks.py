@@ -141,7 +141,9 @@ class Task:
     def loss(self, config, info):
         raise NotImplementedError
 
-    def compile_metrics(self, config):
+    def compile_metrics(self, config, info):
+        """Keras metrics compiled with the loss: shown each epoch, in history.csv and the learning
+        curves (``val_NAME`` on the validation split)."""
         return []
 
     # -- evaluation --------------------------------------------------------------------------

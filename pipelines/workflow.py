@@ -172,7 +172,7 @@ def _build_and_fit(state, echo):
                         cache_dir=cache_dir)
     monitor, mode = task.monitor
     fitted = training.fit(model, train_ds, val_ds, config=config, run_dir=run_dir,
-                          loss=task.loss(config, info), metrics=task.compile_metrics(config),
+                          loss=task.loss(config, info), metrics=task.compile_metrics(config, info),
                           monitor=monitor, mode=mode, n_train=len(y_train), quiet=state.quiet,
                           resume=state.resumed, class_weight=task.class_weight(y_train, config),
                           placement=placement)

@@ -245,3 +245,57 @@ def test_a_step_timing_process_times_the_tasks_default_model(monkeypatch):
     assert flops == suite.forward_flops(plain_keras_digits.model(batch_norm=True), (8, 8, 1))
     with pytest.raises(RuntimeError, match="invalid int value: 'x'"):
         suite._step_seconds("digits", ["--batch", "x"], {})
+
+
+def test_the_plain_segmentation_script_restates_the_task_defaults(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import pipeline_vs_plain
+    import plain_keras_segmentation
+
+    config = workflow.get_task("medical-segmentation").Config()
+    pipeline_vs_plain.check_same_segmentation_defaults(config)  # exits if a copy drifted
+    monkeypatch.setattr(plain_keras_segmentation, "EMPTY_SLICE_FRACTION", 0.5)
+    with pytest.raises(SystemExit, match="slices: plain"):
+        pipeline_vs_plain.check_same_segmentation_defaults(config)
+    with pytest.raises(SystemExit, match="spatial_dims: plain 2, task 3"):
+        pipeline_vs_plain.check_same_segmentation_defaults(dataclasses.replace(config, spatial_dims=3))
+
+
+def test_the_plain_segmentation_model_has_the_pipelines_parameter_count(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import plain_keras_segmentation as plain
+
+    from pipelines.backbones import create_backbone
+    from tasks.medical_segmentation.unet import build_unet
+
+    config = workflow.get_task("medical-segmentation").Config()
+    backbone = create_backbone("basic_cnn", (plain.SIZE, plain.SIZE, 1), **config.backbone_options)
+    pipeline = build_unet(backbone, plain.CLASSES, decoder_width=config.decoder_width)
+    assert plain.model().count_params() == pipeline.count_params()
+
+
+def test_the_segmentation_twin_trains_on_the_tasks_cases_and_slices(monkeypatch):
+    """Same cases in train, validation and test as `cnn-tasks train medical-segmentation`, and
+    the same number of training slices kept."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import numpy as np
+    import plain_keras_segmentation as plain
+
+    from pipelines.data import make_splits
+
+    task = workflow.get_task("medical-segmentation")
+    config = task.settle(workflow.resolve_config(task))
+    dataset = task.load(config.data, config)
+    splits = make_splits(len(dataset.x), test_fraction=config.test_fraction, val_fraction=config.val_fraction,
+                         seed=config.seed)
+    files = plain.case_files()
+    assert [plain.DATA / "imagesTr" / Path(c.source).name for c in dataset.x] == [image for image, _ in files]
+    twin = plain.splits(len(files))
+    for mine, theirs in zip((splits.train, splits.val, splits.test), twin):
+        assert list(mine) == list(theirs)
+    val = dataset.subset(splits.val)
+    info = task.fit_preprocessing(dataset.subset(splits.train), config, 8)
+    images, masks = task.encode(val, info)[0].load()
+    twin_images, twin_masks = plain.training_slices([plain.read_case(*files[i]) for i in twin[1]])
+    np.testing.assert_array_equal(twin_masks, masks)
+    np.testing.assert_allclose(twin_images, images, atol=1e-5)

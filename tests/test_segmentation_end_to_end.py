@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli, run_tflite, serve_in_fresh_process, write_png
+from pipelines import training
 
 pytestmark = pytest.mark.slow
 
@@ -70,6 +71,9 @@ def test_phantoms_run_writes_the_contract(tmp_path):
         assert (run_dir / "figures" / f"{figure}.png").is_file()
     report = (run_dir / "report.md").read_text()
     assert "Per-class means" in report and "Per-case means" in report
+    history = training.read_history(run_dir)  # the epoch Dice a learning curve is read on
+    assert {"dice", "val_dice"} <= set(history.columns)
+    assert ((history["val_dice"] >= 0) & (history["val_dice"] <= 1)).all()
 
 
 def test_2d_folder_trains_evaluates_and_predicts_png_masks(tmp_path, capsys):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pipelines.backbones import BACKBONES, create_backbone
-from tasks.medical_segmentation.unet import DiceCrossEntropy, build_unet
+from tasks.medical_segmentation.unet import DiceCrossEntropy, ForegroundDice, build_unet
 from test_backbones import IMAGE_BACKBONES, TINY
 
 
@@ -52,3 +52,19 @@ def test_flips_default_on_for_2d_images_and_off_for_volumes():
     assert callable(task.augment(config, info(False)))
     assert callable(task.augment(task.Config(augment=True), info(True)))
     assert task.augment(task.Config(augment=False), info(False)) is None
+
+
+def test_epoch_dice_pools_pixels_over_batches_per_class():
+    """Class 1 over two batches: 3 true and 4 predicted pixels, 2 in both, so 2*2/(3+4); class 2
+    neither labelled nor predicted (counts 1); reset starts a new epoch."""
+    def probabilities(classes):
+        return np.eye(3, dtype="float32")[np.array(classes)][None]
+
+    metric = ForegroundDice(3)
+    metric.update_state(np.array([[1, 1, 0]]), probabilities([1, 0, 1]))
+    metric.update_state(np.array([[1, 0, 0]]), probabilities([1, 1, 0]))
+    assert float(metric.result()) == pytest.approx((2 * 2 / 7 + 1.0) / 2)
+    metric.reset_state()
+    metric.update_state(np.array([[2, 0, 0]]), probabilities([0, 0, 0]))
+    assert float(metric.result()) == pytest.approx((1.0 + 0.0) / 2)
+    assert ForegroundDice.from_config(metric.get_config()).n_classes == 3

@@ -25,7 +25,7 @@ from pipelines.preprocessing import Preprocessing
 from pipelines.tasks import Task, register_task
 from pipelines.test_time import mirror_averaged
 from tasks.medical_segmentation import baselines, figures, metrics, readers, tiles, volumes
-from tasks.medical_segmentation.unet import DiceCrossEntropy, build_unet
+from tasks.medical_segmentation.unet import DiceCrossEntropy, ForegroundDice, build_unet
 
 
 @dataclass
@@ -344,6 +344,9 @@ class MedicalSegmentation(Task):
                             f"{info.n_classes} classes")
         return DiceCrossEntropy(info.n_classes, dice_weight=config.dice_weight,
                                 ce_weight=config.ce_weight, class_weights=weights)
+
+    def compile_metrics(self, config, info):
+        return [ForegroundDice(info.n_classes)]
 
     # -- evaluation --------------------------------------------------------------------------
     def predictor(self, model, info):

@@ -96,3 +96,40 @@ class DiceCrossEntropy(keras.losses.Loss):
     def get_config(self):
         return {**super().get_config(), "n_classes": self.n_classes, "dice_weight": self.dice_weight,
                 "ce_weight": self.ce_weight, "class_weights": self.class_weights, "smooth": self.smooth}
+
+
+@keras.saving.register_keras_serializable(package="cnn_tasks")
+class ForegroundDice(keras.metrics.Metric):
+    """Hard Dice of the predicted class map (argmax) per foreground class, over every pixel or
+    voxel the epoch saw, averaged over the classes: the per-epoch figure (``dice``,
+    ``val_dice``) that history.csv and the learning curves show, so a run's quality can be read
+    against its wall time. It is measured on the network's inputs (resized slices or patches),
+    not per case at each case's own size as metrics.json's Dice is. A class absent from both the
+    labels and the predictions counts as 1."""
+
+    def __init__(self, n_classes, name="dice", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.n_classes = int(n_classes)
+        self.overlap = self.add_variable((self.n_classes - 1,), initializer="zeros", name="overlap")
+        self.total = self.add_variable((self.n_classes - 1,), initializer="zeros", name="total")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        ops = keras.ops
+        labels = ops.cast(ops.reshape(y_true, ops.shape(y_pred)[:-1]), "int32")
+        truth = ops.one_hot(labels, self.n_classes)[..., 1:]
+        predicted = ops.one_hot(ops.argmax(y_pred, axis=-1), self.n_classes)[..., 1:]
+        axes = tuple(range(len(y_pred.shape) - 1))
+        self.overlap.assign_add(ops.sum(truth * predicted, axis=axes))
+        self.total.assign_add(ops.sum(truth, axis=axes) + ops.sum(predicted, axis=axes))
+
+    def result(self):
+        ops = keras.ops
+        dice = ops.where(self.total > 0, 2.0 * self.overlap / ops.maximum(self.total, 1.0), 1.0)
+        return ops.mean(dice)
+
+    def reset_state(self):
+        for variable in (self.overlap, self.total):
+            variable.assign(keras.ops.zeros_like(variable))
+
+    def get_config(self):
+        return {**super().get_config(), "n_classes": self.n_classes}

@@ -165,7 +165,7 @@ class Steering(Task):
             return keras.losses.Huber(delta=config.huber_delta * info.target_std)
         return keras.losses.MeanSquaredError()
 
-    def compile_metrics(self, config):
+    def compile_metrics(self, config, info):
         import keras
 
         return [keras.metrics.RootMeanSquaredError(name="rmse"), keras.metrics.MeanAbsoluteError(name="mae")]
