@@ -160,50 +160,73 @@ def digits_step_efficiency(quick, repeats):
                                            f"against {peak / 1e9:.1f} GFLOP/s measured in the same run")}
 
 
-@benchmark("digits_input_pipeline",
-           summary="samples/s the digits training pipeline (tf.data, augmentation) delivers alone, "
-                   "against what the default model consumes from it")
-def digits_input_pipeline(quick, repeats):
+INPUT_TASKS = ("image-classification", "text-classification", "steering", "medical-segmentation",
+               "medical-segmentation 3D", "captioning", "volume-classification")
+INPUT_SETS = {"medical-segmentation 3D": ("medical-segmentation", {"spatial_dims": 3})}
+
+
+@benchmark("input_pipeline",
+           summary="per task's built-in dataset: samples/s its training tf.data pipeline (augmentation "
+                   "included) delivers alone, against what the task's default model consumes from it")
+def input_pipeline(quick, repeats):
+    figures = {}
+    peak = statistics.median(matmul_flops_per_second(1024 if quick else 2048) for _ in range(3))
+    for name in INPUT_TASKS[:1] if quick else INPUT_TASKS:
+        task, sets = INPUT_SETS.get(name, (name, None))
+        delivered, consumed, n, batch, flops = _input_headroom(task, sets, repeats)
+        if flops:
+            figures[f"{name}: share of matmul peak"] = Figure(
+                "ratio", [3 * flops * c / peak for c in consumed],
+                f"training FLOP/s (3 x {flops / 1e6:,.1f} MFLOP forward a sample) over the "
+                f"{peak / 1e9:.0f} GFLOP/s matmul peak")
+        figures.update({
+            f"{name}: pipeline samples/s": Figure("samples/s", delivered,
+                                                  f"{n} training examples, batch {batch}, augmented"),
+            f"{name}: model samples/s": Figure("samples/s", consumed,
+                                               "one training epoch of the default model on the same pipeline"),
+            f"{name}: headroom": Figure("ratio", [statistics.median(delivered) / statistics.median(consumed)],
+                                        "pipeline alone / model (goal >= 3: the model never waits)")})
+    return figures
+
+
+def _input_headroom(task_name, sets, repeats):
+    """(pipeline samples/s per repetition, model samples/s per repetition, examples, batch): one
+    pass over the training pipeline alone, then one training epoch on it, alternated, after a
+    first pass of each that fills the cache and traces the step."""
     import keras
 
-    import plain_keras_digits
-
     from pipelines import workflow
-    from pipelines.inputs import tf_dataset
 
-    task = workflow.get_task("image-classification")
-    config = workflow.resolve_config(task)
-    dataset, splits = workflow._load_split_data(task, config, None, resume=False)
-    train = dataset.subset(splits.train)
-    info = task.fit_preprocessing(train, config, workflow._min_size(config))
-    x, y = task.encode(train, info)
-    data = tf_dataset(x, y, batch_size=config.batch_size, training=True, seed=config.seed,
-                      augment=task.augment(config, info), cache=config.cache)
+    setup = workflow.training_setup(task_name, sets=sets)
+    task, config, info, model, data = setup.task, setup.config, setup.info, setup.model, setup.train_ds
+    model.compile(keras.optimizers.Adam(config.learning_rate), loss=task.loss(config, info),
+                  metrics=task.compile_metrics(config, info))
 
     def one_epoch():
         start = time.perf_counter()
         for _ in data:
             pass
-        return len(y) / (time.perf_counter() - start)
-
-    model = plain_keras_digits.model(batch_norm=True)
-    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+        return setup.n_train / (time.perf_counter() - start)
 
     def one_training_epoch():
         start = time.perf_counter()
         model.fit(data, epochs=1, verbose=0)
-        return len(y) / (time.perf_counter() - start)
+        return setup.n_train / (time.perf_counter() - start)
 
-    one_epoch(), one_training_epoch()  # fill the cache, trace the step
+    one_epoch(), one_training_epoch()
     delivered, consumed = [], []
     for _ in range(repeats):
         delivered.append(one_epoch())
         consumed.append(one_training_epoch())
-    return {"pipeline_samples_per_s": Figure("samples/s", delivered, f"{len(y)} training digits, "
-                                             f"augmented, batch {config.batch_size}"),
-            "model_samples_per_s": Figure("samples/s", consumed, "one training epoch on the same pipeline"),
-            "headroom": Figure("ratio", [statistics.median(delivered) / statistics.median(consumed)],
-                               "pipeline alone / model (goal >= 3: the model never waits)")}
+    return delivered, consumed, setup.n_train, config.batch_size, _single_input_flops(model)
+
+
+def _single_input_flops(model):
+    """Forward FLOPs of one example for a model of one numeric input; None for the others
+    (raw strings, an image with its caption), whose profile would not be the arithmetic alone."""
+    if len(model.inputs) != 1 or model.inputs[0].dtype not in ("float32", "float16", "bfloat16"):
+        return None
+    return forward_flops(model, tuple(model.inputs[0].shape[1:]), model.inputs[0].dtype)
 
 
 def _alternated(plain_run, pipeline_run, repeats, epochs):
@@ -509,18 +532,18 @@ def run(names, *, quick, repeats, echo=print):
 def merge(document, earlier):
     """``document`` plus the benchmarks of ``earlier`` (an older results.json) that this run did
     not measure, each keeping its own date, so `--only NAME` updates one table and loses none.
-    Figures from another CPU or core count are dropped: they do not compare."""
+    Figures from another CPU or core count are dropped: they do not compare; so are those of a
+    benchmark no longer registered (renamed or retired)."""
     same = (earlier and earlier.get("schema") == document["schema"]
             and all(earlier.get("machine", {}).get(k) == document["machine"][k] for k in ("cpu", "cores")))
     if not same:
         return document
     kept = {}
     for name, entry in earlier["benchmarks"].items():
-        if name not in document["benchmarks"]:
+        if name not in document["benchmarks"] and name in BENCHMARKS:
             kept[name] = {**entry, **{k: entry.get(k, earlier[k]) for k in ("date", "quick", "repeats")}}
-    order = list(BENCHMARKS) + [n for n in kept if n not in BENCHMARKS]
     merged = {**kept, **document["benchmarks"]}
-    return {**document, "benchmarks": {n: merged[n] for n in order if n in merged}}
+    return {**document, "benchmarks": {n: merged[n] for n in BENCHMARKS if n in merged}}
 
 
 def _format(value, unit):

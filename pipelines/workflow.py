@@ -42,6 +42,65 @@ def _load_split_data(task, config, run_dir, resume):
     return dataset, splits
 
 
+def _data_and_preprocessing(task, config, run_dir, resume):
+    """The data and its splits, the (train, val, test) subsets, the configuration completed from
+    the training split (``fit_config``) and the preprocessing learned from it."""
+    dataset, splits = _load_split_data(task, config, run_dir, resume)
+    subsets = tuple(dataset.subset(s) for s in (splits.train, splits.val, splits.test))
+    config = task.fit_config(config, subsets[0])
+    return dataset, splits, subsets, config, task.fit_preprocessing(subsets[0], config, _min_size(config))
+
+
+def _build_model(task, config, info, source, strategy):
+    """(model, backbone origin): the backbone (new, or from ``source``) and the task's head, built
+    in ``strategy``'s scope and the configured precision."""
+    arguments = task.backbone_arguments(info, config)
+    with strategy.scope(), training.compute_precision(config.precision):
+        backbone, origin = transfer.build_backbone(config, task.input_shape(info), source, arguments=arguments,
+                                                   vocabulary=task.embedding_tokens(info))
+        return task.build(backbone, info, config), origin
+
+
+def _input_pipelines(task, config, info, train_set, val_set, cache_dir):
+    """(training tf.data, validation tf.data, training targets) as ``train`` fits on them."""
+    x_train, y_train = task.encode(train_set, info)
+    x_val, y_val = task.encode(val_set, info)
+    train_ds = tf_dataset(x_train, y_train, batch_size=config.batch_size, training=True,
+                          seed=config.seed, augment=task.augment(config, info), cache=config.cache,
+                          cache_dir=cache_dir)
+    val_ds = tf_dataset(x_val, y_val, batch_size=config.batch_size, training=False, cache=config.cache,
+                        cache_dir=cache_dir)
+    return train_ds, val_ds, y_train
+
+
+@dataclass
+class TrainingSetup:
+    """What ``train`` builds before it fits: for measuring one side against the other
+    (benchmarks time the input pipeline alone against the model consuming it)."""
+
+    task: object
+    config: object  # settled and completed from the training split
+    info: object  # the task's Preprocessing record
+    model: object  # built, not compiled
+    train_ds: object  # the training tf.data pipeline, augmentation included
+    n_train: int  # training examples an epoch
+
+
+def training_setup(task_name, *, sets=None, cache_dir=None):
+    """The default run of ``task_name`` (changed by ``sets``, as ``--set``) up to its first
+    epoch, without a run directory: data, preprocessing, model and training pipeline."""
+    import keras
+    import tensorflow as tf
+
+    task = get_task(task_name)
+    config = resolve_config(task, sets=sets)
+    keras.utils.set_random_seed(config.seed)
+    _, _, (train_set, val_set, _), config, info = _data_and_preprocessing(task, config, None, False)
+    model, _ = _build_model(task, config, info, None, tf.distribute.get_strategy())
+    train_ds, _, y_train = _input_pipelines(task, config, info, train_set, val_set, cache_dir)
+    return TrainingSetup(task, config, info, model, train_ds, len(y_train))
+
+
 @dataclass
 class _Training:
     """What the three steps of :func:`train` hand on: the settled task, configuration,
@@ -121,10 +180,8 @@ def _prepare(task_name, *, config, resume, quiet, run_id):
     source = transfer.resolve_source(config, task.modality)  # fail on a mismatch before reading data
     keras.utils.set_random_seed(config.seed)
     run_dir = run_dir if resume else None
-    dataset, splits = _load_split_data(task, config, run_dir, resume)
-    train_set, val_set, test_set = (dataset.subset(s) for s in (splits.train, splits.val, splits.test))
-    config = task.fit_config(config, train_set)
-    info = task.fit_preprocessing(train_set, config, _min_size(config))
+    dataset, splits, (train_set, val_set, test_set), config, info = _data_and_preprocessing(task, config, run_dir,
+                                                                                          resume)
     check_input(config.backbone, task.input_shape(info), config.backbone_options)  # refused before the run exists
     run_dir = _place_run(placement, config.output, task.name, run_dir, run_id)
     return _Training(task, config, placement, source, dataset, splits, train_set, val_set, test_set,
@@ -135,13 +192,8 @@ def _build_and_fit(state, echo):
     """Step 2: backbone and head in the strategy's scope, config.json, and training.fit on the
     tf.data pipelines. Returns (model, fitted, backbone metadata, backbone origin)."""
     task, config, placement, info, run_dir = state.task, state.config, state.placement, state.info, state.run_dir
-    arguments = task.backbone_arguments(info, config)
-    meta = transfer.backbone_meta(config, task.input_shape(info), arguments=arguments)
-    with placement.strategy.scope(), training.compute_precision(config.precision):
-        backbone, origin = transfer.build_backbone(config, task.input_shape(info), state.source,
-                                                   arguments=arguments,
-                                                   vocabulary=task.embedding_tokens(info))
-        model = task.build(backbone, info, config)
+    meta = transfer.backbone_meta(config, task.input_shape(info), arguments=task.backbone_arguments(info, config))
+    model, origin = _build_model(task, config, info, state.source, placement.strategy)
     if placement.multi_worker:
         model = distribute.detach(model)  # predicts and saves on the chief alone
     splits = state.splits
@@ -161,15 +213,9 @@ def _build_and_fit(state, echo):
         if placement.distributed:
             echo(f"strategy: {placement.name}, {placement.replicas} replicas on {placement.workers} "
                  f"worker(s), global batch {config.batch_size}")
-    x_train, y_train = task.encode(state.train_set, info)
-    x_val, y_val = task.encode(state.val_set, info)
     cache_dir = run_dir / "cache"  # a disk cache left by an interrupted run is not reused
     _cleanup_cache(cache_dir)
-    train_ds = tf_dataset(x_train, y_train, batch_size=config.batch_size, training=True,
-                          seed=config.seed, augment=task.augment(config, info), cache=config.cache,
-                          cache_dir=cache_dir)
-    val_ds = tf_dataset(x_val, y_val, batch_size=config.batch_size, training=False, cache=config.cache,
-                        cache_dir=cache_dir)
+    train_ds, val_ds, y_train = _input_pipelines(task, config, info, state.train_set, state.val_set, cache_dir)
     monitor, mode = task.monitor
     fitted = training.fit(model, train_ds, val_ds, config=config, run_dir=run_dir,
                           loss=task.loss(config, info), metrics=task.compile_metrics(config, info),

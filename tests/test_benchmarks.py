@@ -59,7 +59,7 @@ def test_the_benchmark_command_writes_results_json_and_its_markdown_section(tmp_
     root = Path(__file__).resolve().parents[1]
     results, page = tmp_path / "results.json", tmp_path / "RESULTS.md"
     page.write_text("# Benchmark results\n\nProse of earlier sessions stays.\n")
-    command = [sys.executable, "-m", "benchmarks", "run", "--quick", "--only", "matmul_peak", "digits_input_pipeline",
+    command = [sys.executable, "-m", "benchmarks", "run", "--quick", "--only", "matmul_peak", "input_pipeline",
                "--repeats", "2", "--json", str(results), "--markdown", str(page)]
     done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -69,9 +69,10 @@ def test_the_benchmark_command_writes_results_json_and_its_markdown_section(tmp_
     figure = document["benchmarks"]["matmul_peak"]["figures"]["matmul_flops_per_s"]
     assert figure["unit"] == "FLOP/s" and len(figure["values"]) == 2 and all(v > 0 for v in figure["values"])
     assert min(figure["values"]) <= figure["median"] <= max(figure["values"])
-    pipeline = document["benchmarks"]["digits_input_pipeline"]["figures"]  # it reads the pipeline's own data path
-    assert pipeline["headroom"]["unit"] == "ratio" and pipeline["headroom"]["median"] > 0
-    assert len(pipeline["pipeline_samples_per_s"]["values"]) == 2
+    pipeline = document["benchmarks"]["input_pipeline"]["figures"]  # it reads the pipeline's own data path
+    headroom = pipeline["image-classification: headroom"]
+    assert headroom["unit"] == "ratio" and headroom["median"] > 0
+    assert len(pipeline["image-classification: pipeline samples/s"]["values"]) == 2
     text = page.read_text()
     assert text.startswith("# Benchmark results\n\nProse of earlier sessions stays.")
     assert text.count("<!-- benchmarks run: begin -->") == 1 and text.count("| matmul_flops_per_s |") == 1
@@ -101,6 +102,11 @@ def test_a_partial_run_keeps_the_other_benchmarks_with_their_dates(tmp_path):
     assert "**digits_overhead**: digits_overhead (1.0 s; measured 2026-01-01, 3 repetitions)" in text
     assert "**matmul_peak**: matmul_peak (1.0 s)." in text
     assert text.count(suite.BEGIN) == 1 and text.count(suite.END) == 1  # replaced, not added
+    earlier = json.loads(results.read_text())  # a benchmark since renamed or retired is not kept
+    earlier["benchmarks"]["retired_benchmark"] = earlier["benchmarks"]["digits_overhead"]
+    results.write_text(json.dumps(earlier))
+    suite.write(document("2026-02-04", ["matmul_peak"]), results, page)
+    assert list(json.loads(results.read_text())["benchmarks"]) == ["matmul_peak", "digits_overhead"]
     suite.write(document("2026-03-03", ["matmul_peak"], cpu="cpu B"), results, page)
     assert list(json.loads(results.read_text())["benchmarks"]) == ["matmul_peak"]
 
