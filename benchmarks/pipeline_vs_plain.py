@@ -96,10 +96,11 @@ def check_same_segmentation_defaults(config):
     defaults on the shipped hippocampus volumes."""
     import plain_keras_segmentation as plain
 
-    from tasks.medical_segmentation.task import EPOCHS
+    from pipelines import workflow
 
-    task = {"data": config.data, "spatial_dims": config.spatial_dims or 2, "epochs": config.epochs or EPOCHS[2],
-            "batch_size": config.batch_size or 32, "learning_rate": config.learning_rate,
+    config = workflow.get_task("medical-segmentation").settle(config)  # the mode's own defaults filled in
+    task = {"data": config.data, "spatial_dims": config.spatial_dims, "epochs": config.epochs,
+            "batch_size": config.batch_size, "learning_rate": config.learning_rate,
             "optimizer": (config.optimizer, config.lr_schedule, config.restore_best),
             "splits": (config.test_fraction, config.val_fraction, config.train_fraction, config.seed),
             "backbone": (config.backbone, config.backbone_options), "decoder_width": config.decoder_width,

@@ -207,7 +207,7 @@ def resolve(config_cls, *, toml=None, sets=None, flags=None, base=None):
     if flags:
         layers.append(({k: v for k, v in flags.items() if v is not None}, "option"))
     chosen = [layer["backbone"] for layer, _ in layers if layer.get("backbone") is not None]
-    if base is None and chosen and not _same_builder(chosen[-1], values["backbone"]):
+    if base is None and chosen and not same_builder(chosen[-1], values["backbone"]):
         values["backbone_options"] = {}  # the task's default options belong to its default backbone
     for layer, source in layers:
         for key, value in layer.items():
@@ -225,7 +225,7 @@ def resolve(config_cls, *, toml=None, sets=None, flags=None, base=None):
     return config_cls(**values)
 
 
-def _same_builder(chosen, default):
+def same_builder(chosen, default):
     """True for the default backbone itself and for its 2D/3D twin (one builder, the same
     arguments), whose options then still apply."""
     if chosen == default:

@@ -48,10 +48,13 @@ def builder_options(config, arguments=None):
     """The backbone builder's keyword arguments: the user's options, then the data's arguments.
 
     A task's default ``backbone_options`` are tuned for its default backbone (basic_cnn widths,
-    batch norm); with another backbone and options left at that default, none are passed."""
+    batch norm) and its 2D/3D twin (one builder); with another backbone and options left at that
+    default, none are passed."""
+    from pipelines.config import same_builder
+
     options = config.backbone_options
     defaults = type(config)()
-    if config.backbone != defaults.backbone and options == defaults.backbone_options:
+    if not same_builder(config.backbone, defaults.backbone) and options == defaults.backbone_options:
         options = {}
     return {**options, **(arguments or {})}
 

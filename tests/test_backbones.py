@@ -58,12 +58,14 @@ def test_bad_backbone_option_is_a_user_error():
         create_backbone("basic_cnn", (8, 8, 1), depth=3)
 
 
-def test_task_default_backbone_options_apply_to_the_default_backbone_only():
+def test_task_default_backbone_options_apply_to_the_default_backbone_and_its_twin_only():
     from pipelines.transfer import builder_options
     from tasks.medical_segmentation.task import MedicalSegmentationConfig
 
     tuned = MedicalSegmentationConfig()
     assert builder_options(tuned) == tuned.backbone_options != {}
+    # the 3D twin is the same builder: the tuned widths and batch norm are its too
+    assert builder_options(MedicalSegmentationConfig(backbone="basic_cnn3d")) == tuned.backbone_options
     assert builder_options(MedicalSegmentationConfig(backbone="resnet18")) == {}
     chosen = MedicalSegmentationConfig(backbone="resnet18", backbone_options={"width": 16})
     assert builder_options(chosen, {"extra": 1}) == {"width": 16, "extra": 1}

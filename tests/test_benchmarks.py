@@ -274,7 +274,8 @@ def test_the_plain_segmentation_model_has_the_pipelines_parameter_count(monkeypa
     from pipelines.backbones import create_backbone
     from tasks.medical_segmentation.unet import build_unet
 
-    config = workflow.get_task("medical-segmentation").Config()
+    task = workflow.get_task("medical-segmentation")
+    config = task.settle(task.Config())
     backbone = create_backbone("basic_cnn", (plain.SIZE, plain.SIZE, 1), **config.backbone_options)
     pipeline = build_unet(backbone, plain.CLASSES, decoder_width=config.decoder_width)
     assert plain.model().count_params() == pipeline.count_params()

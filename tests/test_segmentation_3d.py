@@ -6,7 +6,8 @@ import pytest
 
 from pipelines.errors import UserError
 from tasks.medical_segmentation import tiles
-from tasks.medical_segmentation.task import MedicalSegmentation, default_patch, patch_corners
+from tasks.medical_segmentation.task import (BACKBONE_OPTIONS, DECODER_WIDTH, MedicalSegmentation, default_patch,
+                                             patch_corners)
 
 
 @pytest.mark.parametrize("shape", [(13, 17, 11), (8, 8, 8), (5, 20, 7)])
@@ -98,14 +99,20 @@ def test_spatial_dims_and_backbone_settle_together():
     assert (plain.spatial_dims, plain.backbone, plain.batch_size) == (2, "basic_cnn", 32)
     asked = _settled(spatial_dims=3)
     assert (asked.spatial_dims, asked.backbone, asked.batch_size) == (3, "basic_cnn3d", 4)
-    assert asked.backbone_options == plain.backbone_options  # the twin takes the same arguments
+    # the U-Net's size follows the mode unless set: twice the widths in 3D (RESULTS.md, issue 16)
+    assert (plain.backbone_options, plain.decoder_width) == (BACKBONE_OPTIONS[2], DECODER_WIDTH[2])
+    assert (asked.backbone_options, asked.decoder_width) == (BACKBONE_OPTIONS[3], DECODER_WIDTH[3])
+    assert asked.backbone_options["widths"] == [32, 64, 128] and asked.decoder_width == 32
+    chosen = _settled(spatial_dims=3, backbone_options={"widths": [8, 16, 16]}, decoder_width=8)
+    assert (chosen.backbone_options, chosen.decoder_width) == ({"batch_norm": True, "widths": [8, 16, 16]}, 8)
     by_backbone = _settled(backbone="resnet18_3d")
     assert (by_backbone.spatial_dims, by_backbone.batch_size) == (3, 4)
     assert _settled(backbone="resnet18_3d", spatial_dims=2).backbone == "resnet18"
     assert _settled(spatial_dims=3, batch_size=2).batch_size == 2
     assert MedicalSegmentation().settle(asked) == asked  # idempotent (a resumed run settles again)
-    # the twin of the task's default backbone keeps the default builder options
-    assert _settled(backbone="basic_cnn3d").backbone_options == plain.backbone_options
+    # the twin of the task's default backbone takes the default builder options of its mode
+    assert _settled(backbone="basic_cnn3d").backbone_options == BACKBONE_OPTIONS[3]
+    assert _settled(backbone="resnet18_3d").backbone_options == {}  # tuned for basic_cnn only
 
 
 @pytest.mark.parametrize("values,message", [
