@@ -6,6 +6,7 @@ training.fit -> evaluation -> reports, all into one run directory (:mod:`pipelin
 
 import datetime
 import platform
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,17 @@ def _load_split_data(task, config, run_dir, resume):
                              seed=config.seed, given=dataset.given_splits,
                              train_fraction=config.train_fraction)
     return dataset, splits
+
+
+def _as_built(config, saved):
+    """A resumed run's configuration with the backbone options its checkpoints were built with
+    (config.json's ``backbone.options``), so a default that changed since (or a run made before
+    3D runs kept their options) still finds its weights. A transferred backbone's options are
+    the source's, adopted again when the source is resolved."""
+    recorded = (saved.get("backbone") or {}).get("options")
+    if recorded is None or config.backbone_from or config.backbone_weights:
+        return config
+    return dataclasses.replace(config, backbone_options=dict(recorded))
 
 
 def _data_and_preprocessing(task, config, run_dir, resume):
@@ -170,7 +182,7 @@ def _prepare(task_name, *, config, resume, quiet, run_id):
         if (run_dir / runs.METRICS_FILE).is_file():
             raise UserError(f"--resume {resume}: that run already finished; start a new one")
         task = get_task(saved["task"])
-        config = resolve_config(task, base=saved["config"])
+        config = _as_built(resolve_config(task, base=saved["config"]), saved)
     else:
         task = get_task(task_name)
         config = config or resolve_config(task)

@@ -150,6 +150,30 @@ def test_interrupted_training_resumes(tmp_path, monkeypatch):
     assert run_cli("train", "--resume", run_dir) == 2  # a finished run is not resumed
 
 
+def test_a_resumed_run_rebuilds_the_backbone_it_recorded(tmp_path, monkeypatch):
+    """Checkpoints fit the backbone config.json says was built (``backbone.options``), even when
+    the options in its configuration would now build another one (a default changed since)."""
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                raise KeyboardInterrupt
+
+    original = training._callbacks
+    monkeypatch.setattr(training, "_callbacks", lambda *a, **k: original(*a, **k) + [Interrupt()])
+    assert run_cli("train", "image-classification", "--epochs", 2, "--output", tmp_path, "--quiet",
+                   "--set", "backbone_options.widths=[4,8,8]", "--set", "backup_interval_s=0") == 130
+    (run_dir,) = (tmp_path / "image-classification").iterdir()
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["backbone"]["options"]["widths"] == [4, 8, 8]
+    saved["config"]["backbone_options"]["widths"] = [8, 8, 8]  # what a newer default would build
+    (run_dir / "config.json").write_text(json.dumps(saved))
+    monkeypatch.setattr(training, "_callbacks", original)
+    assert run_cli("train", "--resume", run_dir, "--quiet") == 0
+    finished = json.loads((run_dir / "config.json").read_text())
+    assert finished["config"]["backbone_options"]["widths"] == finished["backbone"]["options"]["widths"] == [4, 8, 8]
+    assert json.loads((run_dir / "metrics.json").read_text())["train"]["epochs"] == 1
+
+
 def test_pixel_baseline_and_network_on_two_class_folder(class_folder, tmp_path):
     config = workflow.resolve_config(workflow.get_task("image-classification"), sets={
         "data": str(class_folder), "epochs": 3, "output": str(tmp_path),
