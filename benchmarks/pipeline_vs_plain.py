@@ -118,6 +118,29 @@ def check_same_segmentation_defaults(config):
     _exit_if_drifted("plain_keras_segmentation.py", twin, task)
 
 
+def check_same_volume_defaults(config):
+    """The volume twin (plain_keras_volumes.py) restates volume-classification's defaults on its
+    built-in generated volumes."""
+    import plain_keras_volumes as plain
+
+    task = {"data": config.data, "epochs": config.epochs, "batch_size": config.batch_size,
+            "learning_rate": config.learning_rate,
+            "optimizer": (config.optimizer, config.lr_schedule, config.restore_best),
+            "splits": (config.test_fraction, config.val_fraction, config.train_fraction, config.seed),
+            "backbone": (config.backbone, config.backbone_options),
+            "head": (config.head_dropout, config.head_norm, config.class_weight),
+            "intensities": (config.intensity, config.window, config.volume_size),
+            "augmentation": (config.augment, config.augment_flip, config.augment_shift,
+                             config.augment_intensity, config.augment_rotate),
+            "test_time_flips": config.test_time_flips}
+    twin = {"data": "builtin:shapes3d", "epochs": plain.EPOCHS, "batch_size": plain.BATCH, "learning_rate": plain.LR,
+            "optimizer": ("adam", "cosine", True), "splits": (plain.TEST_FRACTION, plain.VAL_FRACTION, 1.0, plain.SEED),
+            "backbone": ("basic_cnn3d", {"batch_norm": True, "widths": list(plain.WIDTHS)}),
+            "head": (plain.DROPOUT, None, None), "intensities": ("auto", None, None),
+            "augmentation": (True, True, plain.SHIFT, plain.JITTER, plain.DEGREES), "test_time_flips": True}
+    _exit_if_drifted("plain_keras_volumes.py", twin, task)
+
+
 def _exit_if_drifted(script, twin, task):
     """Exit naming every setting where the twin's copy differs from the task's default."""
     drifted = [f"{key}: plain {twin[key]}, task {task[key]}" for key in twin if twin[key] != task[key]]

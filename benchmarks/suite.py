@@ -363,6 +363,22 @@ def segmentation_overhead(quick, repeats):
                                       "the test figure is the mean per case at each case's own size)"))
 
 
+@benchmark("volume_overhead", summary="cnn-tasks train volume-classification (3D CNN on generated volumes) vs "
+                                      "its plain Keras twin, same model, data, augmentation, epochs and batch; "
+                                      "alternated; time to quality")
+def volume_overhead(quick, repeats):
+    import pipeline_vs_plain
+    import plain_keras_volumes
+
+    from pipelines import workflow
+
+    pipeline_vs_plain.check_same_volume_defaults(workflow.get_task("volume-classification").Config())
+    return _against_twin(plain_keras_volumes.main, "volume-classification", 8 if quick else plain_keras_volumes.EPOCHS,
+                         repeats, Quality("accuracy", "val_accuracy", 0.9,
+                                          note=" (12 of the 13 validation volumes; the issue names no figure "
+                                               "for this data, and the voxel baseline is below chance on it)"))
+
+
 def ridge_validation_rmse():
     """The steering target: the task's ridge baseline (penalty by episode-grouped cross-validation)
     fitted on the twin's training frames and scored on its validation frames, which is where

@@ -306,3 +306,41 @@ def test_the_segmentation_twin_trains_on_the_tasks_cases_and_slices(monkeypatch)
     twin_images, twin_masks = plain.training_slices([plain.read_case(*files[i]) for i in twin[1]])
     np.testing.assert_array_equal(twin_masks, masks)
     np.testing.assert_allclose(twin_images, images, atol=1e-5)
+
+
+def test_the_plain_volume_script_restates_the_task_defaults(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import pipeline_vs_plain
+    import plain_keras_volumes
+
+    config = workflow.get_task("volume-classification").Config()
+    pipeline_vs_plain.check_same_volume_defaults(config)  # exits if a copy drifted
+    monkeypatch.setattr(plain_keras_volumes, "DEGREES", 0.0)
+    with pytest.raises(SystemExit, match="augmentation: plain"):
+        pipeline_vs_plain.check_same_volume_defaults(config)
+
+
+def test_the_volume_twin_has_the_tasks_model_volumes_and_splits(monkeypatch):
+    """The same parameter count, generated volumes and stratified split as
+    `cnn-tasks train volume-classification`."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import numpy as np
+    import plain_keras_volumes as plain
+
+    from pipelines.backbones import create_backbone
+    from pipelines.data import make_splits
+    from pipelines.heads import build_classifier
+
+    task = workflow.get_task("volume-classification")
+    config = workflow.resolve_config(task)
+    pipeline = build_classifier(create_backbone("basic_cnn3d", (*plain.SIZE, 1), **config.backbone_options), 2,
+                                dropout=config.head_dropout)
+    assert plain.model().count_params() == pipeline.count_params()
+    dataset = task.load(config.data, config)
+    volumes, labels = plain.generated_volumes()
+    np.testing.assert_array_equal(volumes, dataset.x["volumes"][..., 0])
+    np.testing.assert_array_equal(labels, dataset.y)
+    splits = make_splits(len(labels), task.stratify_labels(dataset), test_fraction=config.test_fraction,
+                         val_fraction=config.val_fraction, seed=config.seed, given=dataset.given_splits)
+    for mine, theirs in zip((splits.train, splits.val, splits.test), plain.splits(labels)):
+        assert list(mine) == list(theirs)
