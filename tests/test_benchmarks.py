@@ -8,32 +8,43 @@ import pytest
 from pipelines import workflow
 
 
-def test_the_plain_script_restates_the_task_defaults(monkeypatch):
+TWINS = [  # (task, twin script, its check, a constant of the script to drift, a drifted value, setting named)
+    ("image-classification", "plain_keras_digits", "check_same_defaults", "SHIFT", 0.125, "augment_shift"),
+    ("text-classification", "plain_keras_text", "check_same_text_defaults", "WINDOWS", (2, 3, 4), "windows"),
+    ("steering", "plain_keras_steering", "check_same_steering_defaults", "UNITS", (100, 10), "head_units"),
+    ("medical-segmentation", "plain_keras_segmentation", "check_same_segmentation_defaults",
+     "EMPTY_SLICE_FRACTION", 0.5, "slices"),
+    ("volume-classification", "plain_keras_volumes", "check_same_volume_defaults", "DEGREES", 0.0, "augmentation"),
+]
+
+
+@pytest.mark.parametrize("task, script, check, constant, drifted, setting", TWINS)
+def test_each_plain_twin_restates_its_tasks_defaults(monkeypatch, task, script, check, constant, drifted, setting):
+    import importlib
+
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import pipeline_vs_plain
-    import plain_keras_digits
 
-    config = workflow.get_task("image-classification").Config()
-    pipeline_vs_plain.check_same_defaults(config)  # exits if a copy drifted
-    monkeypatch.setattr(plain_keras_digits, "SHIFT", config.augment_shift + 0.025)
-    with pytest.raises(SystemExit, match="augment_shift: plain"):
-        pipeline_vs_plain.check_same_defaults(config)
+    twin = importlib.import_module(script)
+    config = workflow.get_task(task).Config()
+    getattr(pipeline_vs_plain, check)(config)  # exits if a copy drifted
+    monkeypatch.setattr(twin, constant, drifted)
+    with pytest.raises(SystemExit, match=f"{setting}: plain"):
+        getattr(pipeline_vs_plain, check)(config)
 
 
-def test_the_plain_text_script_restates_the_task_defaults(monkeypatch):
+@pytest.mark.parametrize("task, check, changed, message", [
+    ("text-classification", "check_same_text_defaults", {"epochs": 3}, "epochs: plain 10, task 3"),
+    ("steering", "check_same_steering_defaults", {"augment_brightness": 0.2}, "augmentation: plain"),
+    ("medical-segmentation", "check_same_segmentation_defaults", {"spatial_dims": 3}, "spatial_dims: plain 2, task 3"),
+])
+def test_a_changed_task_default_is_named_by_its_twins_check(monkeypatch, task, check, changed, message):
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import pipeline_vs_plain
-    import plain_keras_text
 
-    config = workflow.get_task("text-classification").Config()
-    pipeline_vs_plain.check_same_text_defaults(config)  # exits if a copy drifted
-    monkeypatch.setattr(plain_keras_text, "WINDOWS", (2, 3, 4))
-    with pytest.raises(SystemExit, match="windows: plain"):
-        pipeline_vs_plain.check_same_text_defaults(config)
-    monkeypatch.undo()
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    with pytest.raises(SystemExit, match="epochs: plain 10, task 3"):
-        pipeline_vs_plain.check_same_text_defaults(dataclasses.replace(config, epochs=3))
+    config = dataclasses.replace(workflow.get_task(task).Config(), **changed)
+    with pytest.raises(SystemExit, match=message):
+        getattr(pipeline_vs_plain, check)(config)
 
 
 def test_the_plain_text_model_has_the_pipelines_parameter_count(monkeypatch):
@@ -120,20 +131,6 @@ def test_flops_are_counted_from_the_model():
 
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, padding="same", use_bias=False)])
     assert forward_flops(model, (8, 8, 1)) == 2 * 9 * 1 * 4 * 64
-
-
-def test_the_plain_steering_script_restates_the_task_defaults(monkeypatch):
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import pipeline_vs_plain
-    import plain_keras_steering
-
-    config = workflow.get_task("steering").Config()
-    pipeline_vs_plain.check_same_steering_defaults(config)  # exits if a copy drifted
-    monkeypatch.setattr(plain_keras_steering, "UNITS", (100, 10))
-    with pytest.raises(SystemExit, match="head_units: plain"):
-        pipeline_vs_plain.check_same_steering_defaults(config)
-    with pytest.raises(SystemExit, match="augmentation: plain"):
-        pipeline_vs_plain.check_same_steering_defaults(dataclasses.replace(config, augment_brightness=0.2))
 
 
 def test_the_plain_steering_model_has_the_pipelines_parameter_count(monkeypatch):
@@ -253,20 +250,6 @@ def test_a_step_timing_process_times_the_tasks_default_model(monkeypatch):
         suite._step_seconds("digits", ["--batch", "x"], {})
 
 
-def test_the_plain_segmentation_script_restates_the_task_defaults(monkeypatch):
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import pipeline_vs_plain
-    import plain_keras_segmentation
-
-    config = workflow.get_task("medical-segmentation").Config()
-    pipeline_vs_plain.check_same_segmentation_defaults(config)  # exits if a copy drifted
-    monkeypatch.setattr(plain_keras_segmentation, "EMPTY_SLICE_FRACTION", 0.5)
-    with pytest.raises(SystemExit, match="slices: plain"):
-        pipeline_vs_plain.check_same_segmentation_defaults(config)
-    with pytest.raises(SystemExit, match="spatial_dims: plain 2, task 3"):
-        pipeline_vs_plain.check_same_segmentation_defaults(dataclasses.replace(config, spatial_dims=3))
-
-
 def test_the_plain_segmentation_model_has_the_pipelines_parameter_count(monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import plain_keras_segmentation as plain
@@ -306,18 +289,6 @@ def test_the_segmentation_twin_trains_on_the_tasks_cases_and_slices(monkeypatch)
     twin_images, twin_masks = plain.training_slices([plain.read_case(*files[i]) for i in twin[1]])
     np.testing.assert_array_equal(twin_masks, masks)
     np.testing.assert_allclose(twin_images, images, atol=1e-5)
-
-
-def test_the_plain_volume_script_restates_the_task_defaults(monkeypatch):
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import pipeline_vs_plain
-    import plain_keras_volumes
-
-    config = workflow.get_task("volume-classification").Config()
-    pipeline_vs_plain.check_same_volume_defaults(config)  # exits if a copy drifted
-    monkeypatch.setattr(plain_keras_volumes, "DEGREES", 0.0)
-    with pytest.raises(SystemExit, match="augmentation: plain"):
-        pipeline_vs_plain.check_same_volume_defaults(config)
 
 
 def test_the_volume_twin_has_the_tasks_model_volumes_and_splits(monkeypatch):

@@ -126,14 +126,21 @@ def test_backbone_weights_file_shape_mismatch_names_the_layer(digits_run, tmp_pa
     assert "bare.weights.h5: does not fit backbone" in err and "stage1_conv1" in err
 
 
-def test_interrupted_training_resumes(tmp_path, monkeypatch):
+def _interrupt_after_epoch(monkeypatch, last):
+    """Training raises KeyboardInterrupt (Ctrl-C) at the end of epoch ``last`` (0-based); returns
+    the original callbacks maker, to put back before resuming."""
     class Interrupt(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            if epoch == 1:
+            if epoch == last:
                 raise KeyboardInterrupt
 
     original = training._callbacks
     monkeypatch.setattr(training, "_callbacks", lambda *a, **k: original(*a, **k) + [Interrupt()])
+    return original
+
+
+def test_interrupted_training_resumes(tmp_path, monkeypatch):
+    original = _interrupt_after_epoch(monkeypatch, 1)
     args = ["train", "image-classification", "--epochs", 4, "--output", tmp_path, "--quiet",
             "--set", "backbone_options.widths=[4,8,8]", "--set", "backup_interval_s=0"]
     assert run_cli(*args) == 130
@@ -153,13 +160,7 @@ def test_interrupted_training_resumes(tmp_path, monkeypatch):
 def test_a_resumed_run_rebuilds_the_backbone_it_recorded(tmp_path, monkeypatch):
     """Checkpoints fit the backbone config.json says was built (``backbone.options``), even when
     the options in its configuration would now build another one (a default changed since)."""
-    class Interrupt(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 0:
-                raise KeyboardInterrupt
-
-    original = training._callbacks
-    monkeypatch.setattr(training, "_callbacks", lambda *a, **k: original(*a, **k) + [Interrupt()])
+    original = _interrupt_after_epoch(monkeypatch, 0)
     assert run_cli("train", "image-classification", "--epochs", 2, "--output", tmp_path, "--quiet",
                    "--set", "backbone_options.widths=[4,8,8]", "--set", "backup_interval_s=0") == 130
     (run_dir,) = (tmp_path / "image-classification").iterdir()
