@@ -4,9 +4,9 @@ Data flows one way: configuration -> task.load -> splits -> preprocessing -> bac
 training.fit -> evaluation -> reports, all into one run directory (:mod:`pipelines.runs`).
 """
 
+import dataclasses
 import datetime
 import platform
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,7 +100,8 @@ class TrainingSetup:
 
 def training_setup(task_name, *, sets=None, cache_dir=None):
     """The default run of ``task_name`` (changed by ``sets``, as ``--set``) up to its first
-    epoch, without a run directory: data, preprocessing, model and training pipeline."""
+    epoch, without a run directory: data, preprocessing, model and training pipeline
+    (``cache_dir``: where ``cache=disk`` keeps its files)."""
     import keras
     import tensorflow as tf
 

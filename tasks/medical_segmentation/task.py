@@ -39,7 +39,7 @@ class ScoredMasks:
 
 EPOCHS = {2: 12, 3: 16}  # per mode: a 3D epoch is 2 patches a volume, a 2D one every labelled slice
 # The U-Net per mode, left to the mode unless the user sets it (benchmarks/RESULTS.md, issue 16): in
-# 3D on hippocampus, twice the widths (encoder 32-64-128, decoder 32) lift Dice from 0.878 to 0.882,
+# 3D on hippocampus, twice the widths (encoder 32-64-128, decoder 32) lift Dice from 0.878 to 0.883,
 # where deeper, rotated, flipped, batch-Dice or longer variants all stayed at 0.875-0.878.
 BACKBONE_OPTIONS = {2: {"batch_norm": True, "widths": [16, 32, 64]},
                     3: {"batch_norm": True, "widths": [32, 64, 128]}}
