@@ -63,26 +63,24 @@ def _data_and_preprocessing(task, config, run_dir, resume):
     return dataset, splits, subsets, config, task.fit_preprocessing(subsets[0], config, _min_size(config))
 
 
-def _build_model(task, config, info, source, strategy):
-    """(model, backbone origin): the backbone (new, or from ``source``) and the task's head, built
-    in ``strategy``'s scope and the configured precision."""
-    arguments = task.backbone_arguments(info, config)
+def _build_model(task, config, info, source, strategy, arguments):
+    """(model, backbone origin): the backbone (new, or from ``source``; ``arguments`` are the
+    data's builder arguments, task.backbone_arguments) and the task's head, built in
+    ``strategy``'s scope and the configured precision."""
     with strategy.scope(), training.compute_precision(config.precision):
         backbone, origin = transfer.build_backbone(config, task.input_shape(info), source, arguments=arguments,
                                                    vocabulary=task.embedding_tokens(info))
         return task.build(backbone, info, config), origin
 
 
-def _input_pipelines(task, config, info, train_set, val_set, cache_dir):
-    """(training tf.data, validation tf.data, training targets) as ``train`` fits on them."""
-    x_train, y_train = task.encode(train_set, info)
-    x_val, y_val = task.encode(val_set, info)
-    train_ds = tf_dataset(x_train, y_train, batch_size=config.batch_size, training=True,
-                          seed=config.seed, augment=task.augment(config, info), cache=config.cache,
-                          cache_dir=cache_dir)
-    val_ds = tf_dataset(x_val, y_val, batch_size=config.batch_size, training=False, cache=config.cache,
-                        cache_dir=cache_dir)
-    return train_ds, val_ds, y_train
+def _input_pipeline(task, config, info, subset, *, training, cache_dir):
+    """(tf.data pipeline, targets) of one split as ``train`` fits on it: the training split
+    shuffled and augmented, the validation split as it is."""
+    x, y = task.encode(subset, info)
+    data = tf_dataset(x, y, batch_size=config.batch_size, training=training, seed=config.seed,
+                      augment=task.augment(config, info) if training else None, cache=config.cache,
+                      cache_dir=cache_dir)
+    return data, y
 
 
 @dataclass
@@ -108,9 +106,10 @@ def training_setup(task_name, *, sets=None, cache_dir=None):
     task = get_task(task_name)
     config = resolve_config(task, sets=sets)
     keras.utils.set_random_seed(config.seed)
-    _, _, (train_set, val_set, _), config, info = _data_and_preprocessing(task, config, None, False)
-    model, _ = _build_model(task, config, info, None, tf.distribute.get_strategy())
-    train_ds, _, y_train = _input_pipelines(task, config, info, train_set, val_set, cache_dir)
+    _, _, (train_set, _, _), config, info = _data_and_preprocessing(task, config, None, False)
+    model, _ = _build_model(task, config, info, None, tf.distribute.get_strategy(),
+                            task.backbone_arguments(info, config))
+    train_ds, y_train = _input_pipeline(task, config, info, train_set, training=True, cache_dir=cache_dir)
     return TrainingSetup(task, config, info, model, train_ds, len(y_train))
 
 
@@ -205,8 +204,9 @@ def _build_and_fit(state, echo):
     """Step 2: backbone and head in the strategy's scope, config.json, and training.fit on the
     tf.data pipelines. Returns (model, fitted, backbone metadata, backbone origin)."""
     task, config, placement, info, run_dir = state.task, state.config, state.placement, state.info, state.run_dir
-    meta = transfer.backbone_meta(config, task.input_shape(info), arguments=task.backbone_arguments(info, config))
-    model, origin = _build_model(task, config, info, state.source, placement.strategy)
+    arguments = task.backbone_arguments(info, config)
+    meta = transfer.backbone_meta(config, task.input_shape(info), arguments=arguments)
+    model, origin = _build_model(task, config, info, state.source, placement.strategy, arguments)
     if placement.multi_worker:
         model = distribute.detach(model)  # predicts and saves on the chief alone
     splits = state.splits
@@ -228,7 +228,8 @@ def _build_and_fit(state, echo):
                  f"worker(s), global batch {config.batch_size}")
     cache_dir = run_dir / "cache"  # a disk cache left by an interrupted run is not reused
     _cleanup_cache(cache_dir)
-    train_ds, val_ds, y_train = _input_pipelines(task, config, info, state.train_set, state.val_set, cache_dir)
+    train_ds, y_train = _input_pipeline(task, config, info, state.train_set, training=True, cache_dir=cache_dir)
+    val_ds, _ = _input_pipeline(task, config, info, state.val_set, training=False, cache_dir=cache_dir)
     monitor, mode = task.monitor
     fitted = training.fit(model, train_ds, val_ds, config=config, run_dir=run_dir,
                           loss=task.loss(config, info), metrics=task.compile_metrics(config, info),
