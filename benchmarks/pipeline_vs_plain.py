@@ -141,6 +141,27 @@ def check_same_volume_defaults(config):
     _exit_if_drifted("plain_keras_volumes.py", twin, task)
 
 
+def check_same_captioning_defaults(config):
+    """The captioning twin (plain_keras_captioning.py) restates captioning's defaults on
+    builtin:shapes."""
+    import plain_keras_captioning as plain
+
+    task = {"data": config.data, "epochs": config.epochs, "batch_size": config.batch_size,
+            "learning_rate": config.learning_rate,
+            "optimizer": (config.optimizer, config.lr_schedule, config.restore_best),
+            "splits": (config.test_fraction, config.val_fraction, config.train_fraction, config.seed),
+            "backbone": (config.backbone, config.backbone_options, config.feature_level),
+            "decoder": (config.rnn, config.embedding_dim, config.units, config.attention_units,
+                        config.feature_dim, config.dropout),
+            "words": (config.min_count, config.max_length), "image_size": config.image_size}
+    twin = {"data": "builtin:shapes", "epochs": plain.EPOCHS, "batch_size": plain.BATCH, "learning_rate": plain.LR,
+            "optimizer": ("adam", "cosine", True), "splits": (plain.TEST_FRACTION, plain.VAL_FRACTION, 1.0, plain.SEED),
+            "backbone": ("basic_cnn", {"batch_norm": True, "widths": list(plain.WIDTHS)}, "auto"),
+            "decoder": ("gru", plain.EMBEDDING, plain.UNITS, plain.ATTENTION, plain.FEATURE_DIM, plain.DROPOUT),
+            "words": (plain.MIN_COUNT, plain.MAX_LENGTH), "image_size": None}
+    _exit_if_drifted("plain_keras_captioning.py", twin, task)
+
+
 def _exit_if_drifted(script, twin, task):
     """Exit naming every setting where the twin's copy differs from the task's default."""
     drifted = [f"{key}: plain {twin[key]}, task {task[key]}" for key in twin if twin[key] != task[key]]

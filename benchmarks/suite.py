@@ -110,18 +110,25 @@ def matmul_flops_per_second(n, count=8):
     return 2.0 * n ** 3 * count / (time.perf_counter() - start)
 
 
-def forward_flops(model, input_shape, dtype="float32"):
-    """Floating-point operations of one forward pass of ``model`` on one example, counted by
-    TensorFlow's profiler from the frozen graph (a convolution counts 2 per multiply-add)."""
+def graph_flops(function, *specs):
+    """Floating-point operations of ``function`` traced on ``specs``, counted by TensorFlow's
+    profiler from the frozen graph (a convolution counts 2 per multiply-add). A loop's body
+    (tf.scan, tf.while_loop) is counted once: unroll it in Python to count every pass."""
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    spec = tf.TensorSpec([1, *input_shape], dtype)
-    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    concrete = tf.function(tf.autograph.experimental.do_not_convert(function)).get_concrete_function(*specs)
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
     graph = convert_variables_to_constants_v2(concrete).graph
     return int(tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops)
+
+
+def forward_flops(model, input_shape, dtype="float32"):
+    """Floating-point operations of one forward pass of ``model`` on one example."""
+    import tensorflow as tf
+
+    return graph_flops(lambda x: model(x, training=False), tf.TensorSpec([1, *input_shape], dtype))
 
 
 @benchmark("matmul_peak", summary="float32 matrix-multiply FLOP/s: the peak a training step is compared with")
@@ -218,15 +225,40 @@ def _input_headroom(task_name, sets, repeats):
     for _ in range(repeats):
         delivered.append(one_epoch())
         consumed.append(one_training_epoch())
-    return delivered, consumed, setup.n_train, config.batch_size, _single_input_flops(model)
+    return delivered, consumed, setup.n_train, config.batch_size, _example_flops(task, model, info, data)
 
 
-def _single_input_flops(model):
-    """Forward FLOPs of one example for a model of one numeric input; None for the others
-    (raw strings, an image with its caption), whose profile would not be the arithmetic alone."""
-    if len(model.inputs) != 1 or model.inputs[0].dtype not in ("float32", "float16", "bfloat16"):
-        return None
-    return forward_flops(model, tuple(model.inputs[0].shape[1:]), model.inputs[0].dtype)
+def _example_flops(task, model, info, train_ds):
+    """Forward FLOPs of one training example of a task's default model, or None. One numeric
+    input: the model as it is. Text: the backbone and head from token ids (tokenizing strings
+    is no arithmetic). Captioning: the encoder, then the decoder's step once per word of a
+    training row, unrolled (the profiler counts tf.scan's body once)."""
+    import tensorflow as tf
+
+    if len(model.inputs) == 1 and model.inputs[0].dtype in ("float32", "float16", "bfloat16"):
+        return forward_flops(model, tuple(model.inputs[0].shape[1:]), model.inputs[0].dtype)
+    if task.name == "text-classification":
+        from pipelines.heads import HEAD_LAYER_NAME
+
+        backbone, head = model.get_layer("backbone"), model.get_layer(HEAD_LAYER_NAME)
+        ids = tf.TensorSpec([1, info.max_length], tf.int32)
+        return graph_flops(lambda x: head(backbone(x, training=False)["sentence"], training=False), ids)
+    if task.name == "captioning":
+        from tasks.captioning.model import DECODER, encoder_of
+
+        encoder, decoder = encoder_of(model), model.get_layer(DECODER)
+        words = int(next(iter(train_ds))[0]["tokens"].shape[1])
+
+        def caption(image):
+            features = encoder(image, training=False)
+            keys, state = decoder.attention.keys(features), decoder.initial_state(features)
+            token = tf.zeros([1], tf.int32)
+            for _ in range(words):
+                logits, state, _ = decoder.step(features, keys, token, state)
+            return logits
+
+        return graph_flops(caption, tf.TensorSpec([1, *task.input_shape(info)], tf.float32))
+    return None
 
 
 def _alternated(plain_run, pipeline_run, repeats, epochs):
@@ -304,79 +336,49 @@ def _time_to_quality(curves, quality):
     return figures
 
 
-@benchmark("digits_overhead", summary="cnn-tasks train image-classification vs its plain Keras twin, "
-                                      "same model, data, epochs and batch; alternated; time to quality")
-def digits_overhead(quick, repeats):
-    import pipeline_vs_plain
-    import plain_keras_digits
+def twin_benchmark(name, task, script, check, quick_epochs, quality, *, summary):
+    """Register ``name``: ``cnn-tasks train TASK`` against its plain Keras twin (``script``,
+    whose defaults ``pipeline_vs_plain.CHECK`` pins to the task's), alternated, with time to
+    ``quality()`` (a function: a target may need measuring first)."""
+    def run(quick, repeats):
+        import importlib
 
-    from pipelines import workflow
+        import pipeline_vs_plain
 
-    pipeline_vs_plain.check_same_defaults(workflow.get_task("image-classification").Config())
-    return _against_twin(plain_keras_digits.main, "image-classification",
-                         5 if quick else plain_keras_digits.EPOCHS, repeats,
-                         Quality("accuracy", "val_accuracy", 0.985))
+        from pipelines import workflow
 
+        plain = importlib.import_module(script)
+        getattr(pipeline_vs_plain, check)(workflow.get_task(task).Config())
+        return _against_twin(plain.main, task, quick_epochs if quick else plain.EPOCHS, repeats, quality())
 
-@benchmark("sms_overhead", summary="cnn-tasks train text-classification (SMS spam) vs its plain Keras twin, "
-                                   "same model, data, epochs and batch; alternated; time to quality")
-def sms_overhead(quick, repeats):
-    import pipeline_vs_plain
-    import plain_keras_text
-
-    from pipelines import workflow
-
-    pipeline_vs_plain.check_same_text_defaults(workflow.get_task("text-classification").Config())
-    return _against_twin(plain_keras_text.main, "text-classification", 2 if quick else plain_keras_text.EPOCHS,
-                         repeats, Quality("accuracy", "val_accuracy", 0.985))
+    return benchmark(name, summary=f"cnn-tasks train {summary} vs its plain Keras twin, same model, data, "
+                                   f"epochs and batch; alternated; time to quality")(run)
 
 
-@benchmark("steering_overhead", summary="cnn-tasks train steering (PilotNet) vs its plain Keras twin, "
-                                        "same model, data, epochs and batch; alternated; time to quality")
-def steering_overhead(quick, repeats):
-    import pipeline_vs_plain
-    import plain_keras_steering
-
-    from pipelines import workflow
-
-    pipeline_vs_plain.check_same_steering_defaults(workflow.get_task("steering").Config())
-    target = ridge_validation_rmse()
-    return _against_twin(plain_keras_steering.main, "steering", 8 if quick else plain_keras_steering.EPOCHS,
-                         repeats, Quality("rmse", "val_rmse", target, higher_is_better=False,
-                                          note=" (the ridge baseline's RMSE on the same validation frames)"))
-
-
-@benchmark("segmentation_overhead", summary="cnn-tasks train medical-segmentation (2D U-Net on hippocampus MRI) "
-                                            "vs its plain Keras twin, same model, data, epochs and batch; "
-                                            "alternated; time to quality")
-def segmentation_overhead(quick, repeats):
-    import pipeline_vs_plain
-    import plain_keras_segmentation
-
-    from pipelines import workflow
-
-    pipeline_vs_plain.check_same_segmentation_defaults(workflow.get_task("medical-segmentation").Config())
-    return _against_twin(plain_keras_segmentation.main, "medical-segmentation",
-                         2 if quick else plain_keras_segmentation.EPOCHS, repeats,
-                         Quality("dice", "val_dice", 0.85,
-                                 note=" (Dice pooled over the validation slices at the network's 48x48; "
-                                      "the test figure is the mean per case at each case's own size)"))
-
-
-@benchmark("volume_overhead", summary="cnn-tasks train volume-classification (3D CNN on generated volumes) vs "
-                                      "its plain Keras twin, same model, data, augmentation, epochs and batch; "
-                                      "alternated; time to quality")
-def volume_overhead(quick, repeats):
-    import pipeline_vs_plain
-    import plain_keras_volumes
-
-    from pipelines import workflow
-
-    pipeline_vs_plain.check_same_volume_defaults(workflow.get_task("volume-classification").Config())
-    return _against_twin(plain_keras_volumes.main, "volume-classification", 8 if quick else plain_keras_volumes.EPOCHS,
-                         repeats, Quality("accuracy", "val_accuracy", 0.9,
-                                          note=" (12 of the 13 validation volumes; the issue names no figure "
-                                               "for this data, and the voxel baseline is below chance on it)"))
+twin_benchmark("digits_overhead", "image-classification", "plain_keras_digits", "check_same_defaults", 5,
+               lambda: Quality("accuracy", "val_accuracy", 0.985), summary="image-classification")
+twin_benchmark("sms_overhead", "text-classification", "plain_keras_text", "check_same_text_defaults", 2,
+               lambda: Quality("accuracy", "val_accuracy", 0.985), summary="text-classification (SMS spam)")
+twin_benchmark("steering_overhead", "steering", "plain_keras_steering", "check_same_steering_defaults", 8,
+               lambda: Quality("rmse", "val_rmse", ridge_validation_rmse(), higher_is_better=False,
+                               note=" (the ridge baseline's RMSE on the same validation frames)"),
+               summary="steering (PilotNet)")
+twin_benchmark("segmentation_overhead", "medical-segmentation", "plain_keras_segmentation",
+               "check_same_segmentation_defaults", 2,
+               lambda: Quality("dice", "val_dice", 0.85,
+                               note=" (Dice pooled over the validation slices at the network's 48x48; "
+                                    "the test figure is the mean per case at each case's own size)"),
+               summary="medical-segmentation (2D U-Net on hippocampus MRI)")
+twin_benchmark("captioning_overhead", "captioning", "plain_keras_captioning", "check_same_captioning_defaults", 3,
+               lambda: Quality("bleu4", "val_bleu4", 0.60,
+                               note=" (greedy captions of the 160 validation images, scored after every epoch "
+                                    "on both sides; the pipeline's test figure is beam 3, the twin's greedy)"),
+               summary="captioning (basic_cnn encoder, attention GRU decoder on builtin:shapes)")
+twin_benchmark("volume_overhead", "volume-classification", "plain_keras_volumes", "check_same_volume_defaults", 8,
+               lambda: Quality("accuracy", "val_accuracy", 0.9,
+                               note=" (12 of the 13 validation volumes; the issue names no figure for this "
+                                    "data, and the voxel baseline is below chance on it)"),
+               summary="volume-classification (3D CNN on generated volumes)")
 
 
 def ridge_validation_rmse():

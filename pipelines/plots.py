@@ -22,16 +22,24 @@ def to_png(fig, dpi=110):
     return buffer.getvalue()
 
 
+def curve_panels(columns):
+    """One panel per logged figure: ``NAME`` beside ``val_NAME``; a figure measured on the
+    validation split alone (a task's epoch scores) gets a panel of its own."""
+    skip = ("epoch", "learning_rate", "lr", "seconds")
+    names = [c for c in columns if c not in skip and not c.startswith("val_")]
+    return names + [c[len("val_"):] for c in columns if c.startswith("val_") and c[len("val_"):] not in names]
+
+
 def learning_curves(history):
     """Loss and every other logged metric per epoch, training beside validation."""
     plt = _pyplot()
-    names = [c for c in history.columns if c != "epoch" and not c.startswith("val_")
-             and c not in ("learning_rate", "lr", "seconds")]
+    names = curve_panels(list(history.columns))
     fig, axes = plt.subplots(1, max(1, len(names)), figsize=(4.2 * max(1, len(names)), 3.2),
                              squeeze=False)
     for ax, name in zip(axes[0], names):
         epochs = history["epoch"] + 1
-        ax.plot(epochs, history[name], label=f"train {name}")
+        if name in history:
+            ax.plot(epochs, history[name], label=f"train {name}")
         if f"val_{name}" in history:
             ax.plot(epochs, history[f"val_{name}"], label=f"validation {name}")
         ax.set_xlabel("epoch")

@@ -146,6 +146,13 @@ class Task:
         curves (``val_NAME`` on the validation split)."""
         return []
 
+    def epoch_scores(self, val_set, info, config):
+        """Validation figures the compiled metrics cannot give (a decoded caption's BLEU, a Dice
+        per case at each case's own size): a function ``model -> {name: value}`` run on the
+        validation split after every epoch and logged as ``val_NAME`` (history.csv, the learning
+        curves), or None. Its time counts in the epoch's ``seconds``."""
+        return None
+
     # -- evaluation --------------------------------------------------------------------------
     def predict_dataset(self, model, dataset, info, config, progress=None):
         """The task's outputs for every example of ``dataset``. A long per-example loop tells

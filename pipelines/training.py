@@ -123,13 +123,28 @@ class EpochClock(keras.callbacks.Callback):
             logs[self.COLUMN] = round(self.offset + time.perf_counter() - self.start, 2)
 
 
-def _callbacks(config, run_dir, phase, *, monitor, mode, resume_history, tensorboard_dir, guard):
+class ValidationScores(keras.callbacks.Callback):
+    """Adds ``val_NAME`` to each epoch's logs for every figure of a task's
+    :meth:`~pipelines.tasks.Task.epoch_scores` function, computed on the model being trained."""
+
+    def __init__(self, score):
+        super().__init__()
+        self.score = score
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs.update({f"val_{name}": float(value) for name, value in self.score(self.model).items()})
+
+
+def _callbacks(config, run_dir, phase, *, monitor, mode, resume_history, tensorboard_dir, guard,
+               epoch_scores=None):
     run_dir = Path(run_dir)
     # Epoch-end order matters for resuming: the history row and the best checkpoint first, the
     # backup last. A process killed in between then resumes before that epoch and redoes it;
     # the other way round, the epoch's history row would be lost.
     callbacks = [
         guard,
+        *([ValidationScores(epoch_scores)] if epoch_scores else []),  # timed, logged and monitorable
         EpochClock(run_dir / HISTORY_FILE),  # before the logger, which writes what it adds
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=resume_history),
         keras.callbacks.ModelCheckpoint(str(run_dir / BEST_WEIGHTS),
@@ -186,10 +201,12 @@ class TrainingDiverged(UserError):
 
 
 def fit(model, train_ds, val_ds, *, config, run_dir, loss, metrics, monitor="val_loss",
-        mode="min", n_train, quiet=False, resume=False, class_weight=None, placement=None):
+        mode="min", n_train, quiet=False, resume=False, class_weight=None, placement=None,
+        epoch_scores=None):
     """Train ``model`` in place (one or two phases) and return timing figures.
 
-    ``loss``/``metrics`` come from the task. The weights of the best epoch by ``monitor`` are
+    ``loss``/``metrics`` come from the task, and so does ``epoch_scores`` (a function ``model ->
+    {name: value}`` logged as ``val_NAME`` after each epoch). The weights of the best epoch by ``monitor`` are
     loaded back at the end. Under a distributed ``placement`` the optimizer is built in the
     strategy's scope and ``fit`` trains :func:`pipelines.distribute.fitting_model`'s twin.
     """
@@ -224,7 +241,8 @@ def fit(model, train_ds, val_ds, *, config, run_dir, loss, metrics, monitor="val
                 verbose=0 if quiet else (1 if sys.stdout.isatty() else 2), class_weight=class_weight,
                 callbacks=_callbacks(config, run_dir, phase, monitor=monitor, mode=mode,
                                      resume_history=resume or index > 0,
-                                     tensorboard_dir=tensorboard_dir, guard=guard))
+                                     tensorboard_dir=tensorboard_dir, guard=guard,
+                                     epoch_scores=epoch_scores))
         epochs_run += len(history.epoch)
         if guard.diverged_at is not None:
             epoch = guard.diverged_at

@@ -235,7 +235,7 @@ def _build_and_fit(state, echo):
                           loss=task.loss(config, info), metrics=task.compile_metrics(config, info),
                           monitor=monitor, mode=mode, n_train=len(y_train), quiet=state.quiet,
                           resume=state.resumed, class_weight=task.class_weight(y_train, config),
-                          placement=placement)
+                          placement=placement, epoch_scores=task.epoch_scores(state.val_set, info, config))
     return model, fitted, meta, origin
 
 

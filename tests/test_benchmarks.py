@@ -15,6 +15,7 @@ TWINS = [  # (task, twin script, its check, a constant of the script to drift, a
     ("medical-segmentation", "plain_keras_segmentation", "check_same_segmentation_defaults",
      "EMPTY_SLICE_FRACTION", 0.5, "slices"),
     ("volume-classification", "plain_keras_volumes", "check_same_volume_defaults", "DEGREES", 0.0, "augmentation"),
+    ("captioning", "plain_keras_captioning", "check_same_captioning_defaults", "UNITS", 512, "decoder"),
 ]
 
 
@@ -131,6 +132,38 @@ def test_flops_are_counted_from_the_model():
 
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, padding="same", use_bias=False)])
     assert forward_flops(model, (8, 8, 1)) == 2 * 9 * 1 * 4 * 64
+
+
+def test_text_flops_count_the_convolutions_from_token_ids():
+    """A text model's FLOPs start after the tokenizer: the windows' multiply-adds over every
+    position (2 each), plus bias adds and the head, a few percent at most."""
+    from benchmarks import suite
+
+    sets = {"data": "builtin:sms_spam", "backbone_options": {"embedding_dim": 8, "filters": 4, "windows": [2, 3]},
+            "max_length": 16}
+    setup = workflow.training_setup("text-classification", sets=sets)
+    flops = suite._example_flops(setup.task, setup.model, setup.info, setup.train_ds)
+    convolutions = 2 * 16 * (2 + 3) * 8 * 4
+    assert convolutions <= flops <= 1.1 * convolutions
+
+
+def test_captioning_flops_count_the_decoder_once_per_word():
+    """The decoder's recurrence is unrolled: one more word adds one step's FLOPs, at least the
+    GRU's multiply-adds (3 gates over [word, context] and the state)."""
+    from benchmarks import suite
+
+    sets = {"backbone_options": {"widths": [4, 8]}, "units": 8, "embedding_dim": 4, "attention_units": 4,
+            "feature_dim": 4, "image_size": 16}
+    setup = workflow.training_setup("captioning", sets=sets)
+
+    class Shorter:  # the same rows, one word fewer
+        def __iter__(self):
+            for (x, y) in setup.train_ds.take(1):
+                yield {**x, "tokens": x["tokens"][:, :-1]}, y
+
+    longer = suite._example_flops(setup.task, setup.model, setup.info, setup.train_ds)
+    shorter = suite._example_flops(setup.task, setup.model, setup.info, Shorter())
+    assert longer - shorter >= 3 * 2 * 8 * (4 + 4 + 8)
 
 
 def test_the_plain_steering_model_has_the_pipelines_parameter_count(monkeypatch):
@@ -315,3 +348,33 @@ def test_the_volume_twin_has_the_tasks_model_volumes_and_splits(monkeypatch):
                          val_fraction=config.val_fraction, seed=config.seed, given=dataset.given_splits)
     for mine, theirs in zip((splits.train, splits.val, splits.test), plain.splits(labels)):
         assert list(mine) == list(theirs)
+
+
+def test_the_captioning_twin_has_the_tasks_model_splits_and_words(monkeypatch):
+    """The same parameter count, image split, vocabulary and token ids as
+    `cnn-tasks train captioning` on builtin:shapes."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import numpy as np
+    import plain_keras_captioning as plain
+
+    from pipelines.backbones import create_backbone
+    from pipelines.data import make_splits
+
+    task = workflow.get_task("captioning")
+    config = workflow.resolve_config(task)
+    dataset = task.load(config.data, config)
+    splits = make_splits(len(dataset), task.stratify_labels(dataset), test_fraction=config.test_fraction,
+                         val_fraction=config.val_fraction, seed=config.seed, given=dataset.given_splits)
+    twin_splits = plain.splits(len(dataset))
+    for mine, theirs in zip((splits.train, splits.val, splits.test), twin_splits):
+        assert list(mine) == list(theirs)
+    train = dataset.subset(splits.train)
+    info = task.fit_preprocessing(train, config, 8)
+    names = plain.vocabulary([c for refs in train.y for c in refs])
+    assert names == list(info.vocabulary)
+    inputs, targets = task.encode(train, info)
+    index = {w: i for i, w in enumerate(names)}
+    twin_ids = plain.token_ids([c for refs in train.y for c in refs], index)
+    np.testing.assert_array_equal(twin_ids[:, 1:], targets)
+    backbone = create_backbone(config.backbone, task.input_shape(info), **config.backbone_options)
+    assert plain.captioner(len(names))[0].count_params() == task.build(backbone, info, config).count_params()
