@@ -137,33 +137,34 @@ def cache_mode(requested, x):
 
 def _slices_and_maker(part, mode):
     """(what ``from_tensor_slices`` takes, the graph function that turns one of its elements
-    into the input, or None)."""
+    into the input or None, whether that function also takes a whole batch of them)."""
     import tensorflow as tf
 
     if isinstance(part, Gathered):
         source = part.source
         if _is_files(source):
             if mode != "memory":
-                return source.paths[part.rows], source.graph_decoder()
+                return source.paths[part.rows], source.graph_decoder(), False
             source = source.load()  # each file decoded once; the rows index it
         table = tf.convert_to_tensor(np.asarray(source))
-        return part.rows, lambda row: tf.gather(table, row)
+        return part.rows, lambda rows: tf.gather(table, rows), True
     if _is_files(part):
-        return part.paths, part.graph_decoder()
-    return part, None
+        return part.paths, part.graph_decoder(), False
+    return part, None, True
 
 
 def _inputs(x, mode):
-    """(slices, maker) for ``x``, a part or a dict of parts."""
+    """(slices, maker, whether the maker takes batches) for ``x``, a part or a dict of parts."""
     if not isinstance(x, dict):
         return _slices_and_maker(x, mode)
     resolved = {key: _slices_and_maker(part, mode) for key, part in x.items()}
-    makers = {key: maker for key, (_, maker) in resolved.items() if maker is not None}
+    makers = {key: maker for key, (_, maker, _) in resolved.items() if maker is not None}
 
     def make(sliced):
         return {key: makers[key](value) if key in makers else value for key, value in sliced.items()}
 
-    return {key: slices for key, (slices, _) in resolved.items()}, (make if makers else None)
+    return ({key: slices for key, (slices, _, _) in resolved.items()}, (make if makers else None),
+            all(per_batch for _, _, per_batch in resolved.values()))
 
 
 def tf_dataset(x, y, *, batch_size, training, seed=0, augment=None, cache="auto", cache_dir=None,
@@ -182,14 +183,15 @@ def tf_dataset(x, y, *, batch_size, training, seed=0, augment=None, cache="auto"
             return _streamed(x, batch_size=batch_size, training=training, seed=seed, augment=augment,
                              mode=mode, cache_dir=cache_dir)
         x, y = x.load()
-    slices, make = _inputs(x, mode)
+    slices, make, per_batch = _inputs(x, mode)
     gathered = any(isinstance(part, Gathered) for part in _parts(x))
     cached = mode == "disk" or (mode == "memory" and not gathered)
     parts = (slices, y) if sample_weight is None else (slices, y, sample_weight)
     ds = tf.data.Dataset.from_tensor_slices(parts)
     if training and not cached:
         ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
-    if make is not None:
+    batch_make = make if make is not None and per_batch and mode != "disk" else None
+    if make is not None and batch_make is None:  # files decode one by one; a disk cache keeps examples
         ds = ds.map(lambda inputs, *rest: (make(inputs), *rest), num_parallel_calls=tf.data.AUTOTUNE,
                     deterministic=True)
     if mode == "disk":
@@ -199,7 +201,7 @@ def tf_dataset(x, y, *, batch_size, training, seed=0, augment=None, cache="auto"
     if training and cached:
         buffer = MEMORY_SHUFFLE_BUFFER if mode == "memory" else STREAM_SHUFFLE_BUFFER
         ds = ds.shuffle(min(len(y), buffer), seed=seed, reshuffle_each_iteration=True)
-    return _finish(ds, batch_size=batch_size, training=training, seed=seed, augment=augment)
+    return _finish(ds, batch_size=batch_size, training=training, seed=seed, augment=augment, make=batch_make)
 
 
 def _streamed(stream, *, batch_size, training, seed, augment, mode, cache_dir):
@@ -219,11 +221,15 @@ def _disk_cache(ds, cache_dir, training):
     return ds.cache(str(Path(cache_dir) / ("train" if training else "eval")))
 
 
-def _finish(ds, *, batch_size, training, seed, augment):
-    """Batch, augment (training), shard per worker, prefetch."""
+def _finish(ds, *, batch_size, training, seed, augment, make=None):
+    """Batch, gather a batch's shared inputs (``make``: one tf.gather a batch, not one an
+    example), augment (training), shard per worker, prefetch."""
     import tensorflow as tf
 
     ds = ds.batch(batch_size)
+    if make is not None:
+        ds = ds.map(lambda inputs, *rest: (make(inputs), *rest), num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=True)
     if training and augment is not None:
         ds = augmentation.apply_per_batch(ds, augment, seed)
     options = tf.data.Options()  # under a multi-worker strategy each worker takes its share of

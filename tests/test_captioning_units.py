@@ -114,3 +114,35 @@ def test_length_normalisation_lets_longer_captions_win():
     image = np.zeros((1, 8, 8, 3))
     assert writer.beam(image, width=2, alpha=0.0)[0].words == ["x"]
     assert writer.beam(image, width=2, alpha=1.0)[0].words == ["y", "z"]
+
+
+def test_vectorised_greedy_is_beam_search_of_width_one():
+    """The greedy path (no per-image loop) writes what the general beam search writes with one
+    beam: words, every attention row and the score, for images that end at different lengths
+    and for one cut at max_length."""
+    words = list(vocab.SPECIAL) + ["x", "y", "z"]
+    table = np.zeros((7, 7))
+    table[2, 4], table[2, 5] = 0.6, 0.4
+    table[4, 5], table[4, 3] = 0.7, 0.3  # x y ...
+    table[5, 6], table[5, 3] = 0.55, 0.45
+    table[6, 6], table[6, 3] = 0.9, 0.1  # z z z ... until max_length cuts it
+    writer = _TableWriter(table, words, max_length=4)
+    rng = np.random.default_rng(0)
+
+    def step(features, keys, tokens, state):  # the image changes its next word's odds
+        weights = rng.dirichlet(np.ones(4), len(tokens)).astype(np.float32)
+        noise = np.log(np.clip(table[tokens] + features[:, :1, 0] * np.eye(7)[3], 1e-12, None))
+        return noise.astype(np.float32), state, weights
+
+    writer._step = step
+    features = np.zeros((3, 4, 2), np.float32)
+    features[:, 0, 0] = [0.0, 0.5, 2.0]  # more of the end word for later images
+    rng = np.random.default_rng(0)
+    greedy = writer._greedy(features, alpha=0.7)
+    rng = np.random.default_rng(0)
+    beam = writer._beam_search(features, 1, alpha=0.7)
+    assert len({len(c.words) for c in greedy}) > 1 and max(len(c.words) for c in greedy) == 4
+    for mine, theirs in zip(greedy, beam):
+        assert mine.words == theirs.words
+        np.testing.assert_allclose(mine.attention, theirs.attention)
+        assert mine.score == pytest.approx(theirs.score, rel=1e-6)

@@ -50,10 +50,18 @@ class CaptionWriter:
         def start(features):
             return decoder.attention.keys(features), decoder.initial_state(features)
 
-        self._step, self._start = step, start
+        encoder = self.encoder
+
+        @tf.function(reduce_retracing=True)
+        def encode(images):
+            return encoder(images, training=False)
+
+        self._step, self._start, self._encode = step, start, encode
 
     def annotations(self, images):
-        return self.encoder.predict(np.asarray(images, np.float32), batch_size=self.batch_size, verbose=0)
+        """One batch (``write`` batches): a traced call, not ``predict``, whose per-call dataset
+        set-up took longer than the encoding of a validation batch."""
+        return self._encode(np.asarray(images, np.float32)).numpy()
 
     def greedy(self, images):
         return self.beam(images, width=1)
@@ -85,6 +93,39 @@ class CaptionWriter:
         return captions
 
     def _search(self, features, width, alpha):
+        return self._greedy(features, alpha) if width == 1 else self._beam_search(features, width, alpha)
+
+    def _greedy(self, features, alpha):
+        """Beam search of width 1, vectorised over the images (no per-image Python loop): the
+        same words, attention and score."""
+        n, positions = features.shape[0], features.shape[1]
+        keys, state = self._start(features)
+        tokens = np.full(n, vocab.START_ID, np.int32)
+        total = np.zeros(n, np.float32)
+        sequences = np.zeros((n, 0), np.int32)
+        attention = np.zeros((n, 0, positions), np.float32)
+        captions, ended = [None] * n, np.zeros(n, bool)
+        for length in range(1, self.max_length + 2):
+            log_probs, state, weights = self._step(features, keys, tokens, state)
+            log_probs = np.array(log_probs)
+            log_probs[:, [vocab.PAD_ID, vocab.UNK_ID, vocab.START_ID]] = -np.inf  # never emitted
+            weights = np.asarray(weights)
+            word = log_probs.argmax(axis=1).astype(np.int32)
+            total = total + log_probs[np.arange(n), word]
+            ending = ~ended & ((word == vocab.END_ID) | (length > self.max_length))
+            for b in np.flatnonzero(ending):
+                captions[b] = Caption(vocab.decode(sequences[b], self.vocabulary),
+                                      np.concatenate([attention[b], weights[b][None]]),
+                                      float(total[b]) / length ** alpha)
+            ended |= ending
+            if ended.all():
+                break
+            sequences = np.concatenate([sequences, word[:, None]], axis=1)
+            attention = np.concatenate([attention, weights[:, None]], axis=1)
+            tokens = word
+        return captions
+
+    def _beam_search(self, features, width, alpha):
         n, positions = features.shape[0], features.shape[1]
         features = np.repeat(features, width, axis=0)  # row b * width + k: image b, beam k
         keys, state = self._start(features)
