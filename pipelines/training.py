@@ -206,10 +206,10 @@ def fit(model, train_ds, val_ds, *, config, run_dir, loss, metrics, monitor="val
     """Train ``model`` in place (one or two phases) and return timing figures.
 
     ``loss``/``metrics`` come from the task, and so does ``epoch_scores`` (a function ``model ->
-    {name: value}`` logged as ``val_NAME`` after each epoch). The weights of the best epoch by ``monitor`` are
-    loaded back at the end. Under a distributed ``placement`` the optimizer is built in the
-    strategy's scope and ``fit`` trains :func:`pipelines.distribute.fitting_model`'s twin.
-    """
+    {name: value}`` logged as ``val_NAME`` after each epoch). The weights of the best epoch by
+    ``monitor`` are loaded back at the end. Under a distributed ``placement`` the optimizer is
+    built in the strategy's scope and ``fit`` trains :func:`pipelines.distribute.fitting_model`'s
+    twin."""
     from pipelines import distribute
 
     placement = placement or distribute.Placement(None, "default")
