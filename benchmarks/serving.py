@@ -122,7 +122,7 @@ def measure(run_dir, scratch, timing=median_ms):
     import tensorflow as tf
 
     path, saved, task, config, info, model = workflow.load_run(run_dir)
-    dataset, splits = workflow._load_split_data(task, config, path, resume=True)
+    dataset, splits = workflow.run_data(path, task, config)
     test = task.align(dataset.subset(splits.test), info)
     rows = []
     batches = (1,) if task.name == "medical-segmentation" else (1, 64)

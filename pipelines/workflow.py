@@ -374,6 +374,12 @@ def load_run(run_dir):
     return path, saved, task, config, info, model
 
 
+def run_data(path, task, config):
+    """(dataset, splits) of a saved run: its data read again, split as its splits.json records
+    (UserError if the data is not here)."""
+    return _load_split_data(task, config, path, resume=True)
+
+
 def _stderr(line):
     import sys
 
@@ -385,7 +391,7 @@ def evaluate(run_dir, data=None, echo=print, as_json=False, quiet=False):
     path, saved, task, config, info, model = load_run(run_dir)
     train_set = None
     try:
-        own, splits = _load_split_data(task, config, path, resume=True)
+        own, splits = run_data(path, task, config)
         train_set = task.align(own.subset(splits.train), info)
     except UserError:
         own = splits = None  # the original data is not here: no baseline, and --data is needed

@@ -82,15 +82,12 @@ def test_each_epoch_logs_the_validation_captions_bleu(shapes_run):
     as the report scores: recomputed here from the saved model (one epoch, so the saved weights
     are that epoch's)."""
     from pipelines import training, workflow
-    from pipelines.data import make_splits
 
     history = training.read_history(shapes_run)
     assert {"val_bleu4", "val_loss", "seconds"} <= set(history.columns)
     assert history["val_bleu4"].iloc[-1] > 0  # some 4-grams right already: not a 0 == 0 comparison
-    _, _, task, config, info, model = workflow.load_run(shapes_run)
-    dataset = task.load(config.data, config)
-    splits = make_splits(len(dataset), None, test_fraction=config.test_fraction,
-                         val_fraction=config.val_fraction, seed=config.seed)
+    path, _, task, config, info, model = workflow.load_run(shapes_run)
+    dataset, splits = workflow.run_data(path, task, config)
     score = task.epoch_scores(dataset.subset(splits.val), info, config)
     assert score(model)["bleu4"] == pytest.approx(history["val_bleu4"].iloc[-1], abs=1e-9)
     writer = task._writer(model, info)

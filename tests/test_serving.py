@@ -25,7 +25,7 @@ def digits_files(digits_run, tmp_path_factory):
     from pipelines import workflow
 
     path, saved, task, config, info, model = workflow.load_run(digits_run)
-    dataset, splits = workflow._load_split_data(task, config, path, resume=True)
+    dataset, splits = workflow.run_data(path, task, config)
     test = dataset.subset(splits.test)
     folder = tmp_path_factory.mktemp("digit_files")
     files = []
