@@ -110,8 +110,10 @@ def load_npz(path):
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4 or x.shape[-1] not in (1, 3) or len(x) != len(y):
+        volumes = x.ndim == 5 or (x.ndim == 4 and x.shape[-1] not in (1, 3))
         raise UserError(f"{path}: x must be (N,H,W) or (N,H,W,1|3) with one label per image; "
-                        f"got x {x.shape}, y {y.shape}")
+                        f"got x {x.shape}, y {y.shape}"
+                        + ("; for volumes (N,D,H,W) use volume-classification" if volumes else ""))
     if x.size == 0:
         raise UserError(f"{path}: x holds no pixels (shape {x.shape})")
     x, scale = imaging.to_unit_range(x)
