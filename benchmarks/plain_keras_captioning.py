@@ -33,6 +33,7 @@ import tensorflow as tf  # noqa: E402
 from keras import layers, ops  # noqa: E402
 from pycocoevalcap.bleu.bleu import Bleu  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
+from twin_curve import callbacks as curve_callbacks  # noqa: E402
 
 from tasks.captioning.shapes import generate  # noqa: E402  (the data only)
 
@@ -162,24 +163,11 @@ class ValidationBleu(keras.callbacks.Callback):
         logs["val_bleu4"] = bleu4(self.references, self.write(self.images))
 
 
-class Curve(keras.callbacks.Callback):
-    def __init__(self, points):
-        super().__init__()
-        self.points = points
-
-    def on_train_begin(self, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.points.append((time.perf_counter() - self.start, float(logs["val_bleu4"])))
-
-
-def pairs(images, references, index, rows):
-    """tf.data of ((image, words in), words out): every caption of every image in ``rows``."""
+def pairs(references, index, rows):
+    """tf.data of (image row, words in, words out): every caption of every image in ``rows``."""
     image_of = np.repeat(rows, [len(references[i]) for i in rows])
     ids = token_ids([c for i in rows for c in references[i]], index)
-    table = tf.constant(images)
-    return tf.data.Dataset.from_tensor_slices((image_of, ids[:, :-1], ids[:, 1:])), len(ids), table
+    return tf.data.Dataset.from_tensor_slices((image_of, ids[:, :-1], ids[:, 1:])), len(ids)
 
 
 def main(verbose=2, epochs=EPOCHS, curve=None):
@@ -191,8 +179,10 @@ def main(verbose=2, epochs=EPOCHS, curve=None):
     names = vocabulary([c for i in train for c in references[i]])
     index = {w: i for i, w in enumerate(names)}
 
+    table = tf.constant(images)
+
     def batches(rows, shuffle):
-        data, n, table = pairs(images, references, index, rows)
+        data, n = pairs(references, index, rows)
         if shuffle:
             data = data.shuffle(n, seed=SEED)
         data = data.batch(BATCH).map(lambda i, x, y: ((tf.gather(table, i), x), y))
@@ -208,7 +198,7 @@ def main(verbose=2, epochs=EPOCHS, curve=None):
         best = os.path.join(folder, "best.weights.h5")
         write = greedy_writer(encoder, decoder, names)
         callbacks = [ValidationBleu(write, images[val], [references[i] for i in val]),
-                     *([Curve(curve)] if curve is not None else []),
+                     *curve_callbacks(curve, "val_bleu4"),
                      keras.callbacks.ModelCheckpoint(best, save_best_only=True, save_weights_only=True)]
         start = time.perf_counter()
         net.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose, callbacks=callbacks)

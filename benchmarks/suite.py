@@ -238,9 +238,10 @@ def _example_flops(task, model, info, train_ds):
     if len(model.inputs) == 1 and model.inputs[0].dtype in ("float32", "float16", "bfloat16"):
         return forward_flops(model, tuple(model.inputs[0].shape[1:]), model.inputs[0].dtype)
     if task.name == "text-classification":
+        from pipelines.backbones import BACKBONE_LAYER_NAME
         from pipelines.heads import HEAD_LAYER_NAME
 
-        backbone, head = model.get_layer("backbone"), model.get_layer(HEAD_LAYER_NAME)
+        backbone, head = model.get_layer(BACKBONE_LAYER_NAME), model.get_layer(HEAD_LAYER_NAME)
         ids = tf.TensorSpec([1, info.max_length], tf.int32)
         return graph_flops(lambda x: head(backbone(x, training=False)["sentence"], training=False), ids)
     if task.name == "captioning":

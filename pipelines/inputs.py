@@ -192,8 +192,7 @@ def tf_dataset(x, y, *, batch_size, training, seed=0, augment=None, cache="auto"
         ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
     batch_make = make if make is not None and per_batch and mode != "disk" else None
     if make is not None and batch_make is None:  # files decode one by one; a disk cache keeps examples
-        ds = ds.map(lambda inputs, *rest: (make(inputs), *rest), num_parallel_calls=tf.data.AUTOTUNE,
-                    deterministic=True)
+        ds = _made(ds, make)
     if mode == "disk":
         ds = _disk_cache(ds, cache_dir, training)
     elif cached:
@@ -221,6 +220,14 @@ def _disk_cache(ds, cache_dir, training):
     return ds.cache(str(Path(cache_dir) / ("train" if training else "eval")))
 
 
+def _made(ds, make):
+    """``ds`` with ``make`` applied to its inputs (the first element), in parallel and in order."""
+    import tensorflow as tf
+
+    return ds.map(lambda inputs, *rest: (make(inputs), *rest), num_parallel_calls=tf.data.AUTOTUNE,
+                  deterministic=True)
+
+
 def _finish(ds, *, batch_size, training, seed, augment, make=None):
     """Batch, gather a batch's shared inputs (``make``: one tf.gather a batch, not one an
     example), augment (training), shard per worker, prefetch."""
@@ -228,8 +235,7 @@ def _finish(ds, *, batch_size, training, seed, augment, make=None):
 
     ds = ds.batch(batch_size)
     if make is not None:
-        ds = ds.map(lambda inputs, *rest: (make(inputs), *rest), num_parallel_calls=tf.data.AUTOTUNE,
-                    deterministic=True)
+        ds = _made(ds, make)
     if training and augment is not None:
         ds = augmentation.apply_per_batch(ds, augment, seed)
     options = tf.data.Options()  # under a multi-worker strategy each worker takes its share of
