@@ -98,8 +98,11 @@ def build_parser():
 
     p = verb("evaluate", help="evaluate a saved run")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (cnn-tasks runs lists them)")
-    p.add_argument("--data", metavar="SPEC", help="score another dataset (its test split if it has "
-                   "one, else all of it) instead of the run's own test split")
+    p.add_argument("--data", metavar="SPEC", help="score another dataset instead of the run's own "
+                   "test split: the test part of a split the data declares, else all of it")
+    p.add_argument("--split", choices=("all", "test"), metavar="all|test",
+                   help="with --data: score all of it, or the test part the data declares (a split "
+                   "column, train/test folders, MedMNIST arrays); default test where declared, else all")
     p.add_argument("--json", action="store_true", help="the evaluation's metrics document on stdout")
 
     p = verb("predict", help="predictions for files or strings")
@@ -300,7 +303,8 @@ def _print_document(run_dir, args):
 def cmd_evaluate(args):
     from pipelines import workflow
 
-    workflow.evaluate(args.run_dir, data=args.data, as_json=args.json, quiet=args.quiet)
+    workflow.evaluate(args.run_dir, data=args.data, split=args.split, as_json=args.json,
+                      quiet=args.quiet)
 
 
 def cmd_predict(args):
@@ -345,11 +349,7 @@ def cmd_runs(args):
 
     rows = runs.list_runs(args.root, args.task)
     if args.json:
-        print(json.dumps([{"task": row["task"], "run_dir": str(row["run_dir"]), "state": row["state"],
-                           **{key: row[key] for key in ("reason", "resume") if key in row},
-                           "metrics": row["metrics"] or None,
-                           "backbone_chain": [str(p) for p in runs.backbone_chain(row["run_dir"])]}
-                          for row in rows]))
+        print(json.dumps([_run_record(row) for row in rows]))
         return
     if not rows:
         print(f"no runs under {args.root}" + (f"/{args.task}" if args.task else ""))
@@ -364,6 +364,19 @@ def cmd_runs(args):
         origin = "".join(f" <- {_run_name(source)}" for source in runs.backbone_chain(row["run_dir"]))
         print(f"{row['task']:<22}{row['run_dir'].name:<26}{row['state']:<10}"
               f"{_clip(str(doc.get('data', '')), 25):<26}{backbone.get('name', ''):<14}{shown}{origin}")
+
+
+def _run_record(row):
+    """One flat JSON record of a run: its task, folder and state, then its metrics.json fields
+    (data, split, n_samples, metrics, train, backbone, baseline, ...; none before it finished),
+    then the backbone's chain."""
+    from pipelines import runs
+
+    document = {k: v for k, v in (row["metrics"] or {}).items() if k not in ("task", "run_dir")}
+    return {"task": row["task"], "run_dir": str(row["run_dir"]), "state": row["state"],
+            **{key: row[key] for key in ("reason", "resume") if key in row},
+            **document, "metrics": document.get("metrics"),
+            "backbone_chain": [str(p) for p in runs.backbone_chain(row["run_dir"])]}
 
 
 def _run_name(path):

@@ -1,4 +1,4 @@
-"""Datasets and their splits (seeded, stratified, or given by the data).
+"""Datasets and their splits (declared by the data, made by a reader, or seeded and stratified).
 
 A task's reader returns a :class:`Dataset`; the pipeline splits it once here and records the
 split in the run directory, so evaluation later sees exactly the same test examples.
@@ -44,18 +44,31 @@ class Dataset:
     spec: str
     description: str
     info: dict = field(default_factory=dict)
-    given_splits: dict = None  # {"train": idx, "val": idx (optional), "test": idx} from the data
+    # {"train": idx, "val": idx (optional), "test": idx}, one of two kinds that must not blur:
+    # ``declared_splits``, a split the data itself states (a split column, train/ val/ test/
+    # folders, MedMNIST-style arrays): honoured by training and by ``evaluate --data``; and
+    # ``made_splits``, a split a reader chose (by patient, episode, time block): the run's
+    # choice for its training data, recorded in splits.json, never a property of the data.
+    declared_splits: dict = None
+    made_splits: dict = None
     notes: list = field(default_factory=list)
 
     def __len__(self):
         return len(self.y)
 
     def subset(self, indices):
+        """The examples at ``indices``: a part of the data, so no split of the whole applies."""
         indices = np.asarray(indices, dtype=int)
-        return Dataset(_take(self.x, indices), _take(self.y, indices), self.spec, self.description, dict(self.info), None, list(self.notes))
+        return Dataset(_take(self.x, indices), _take(self.y, indices), self.spec, self.description,
+                       dict(self.info), notes=list(self.notes))
+
+    def training_splits(self):
+        """The split a run trains on: the data's declared split, else the reader's made one
+        (None: the pipeline makes a seeded, stratified one)."""
+        return self.declared_splits or self.made_splits
 
 
-def given_splits(split_of):
+def split_indices(split_of):
     """{"train": idx, "val": idx, "test": idx} from one split name per example."""
     split_of = np.asarray(split_of, dtype=object)
     return {s: np.flatnonzero(split_of == s) for s in SPLIT_NAMES if (split_of == s).any()}
@@ -231,13 +244,15 @@ def _split_off(indices, labels, fraction, seed):
     return np.sort(rest), np.sort(held), stratify is not None
 
 
-def make_splits(n, labels=None, *, test_fraction, val_fraction, seed, given=None, train_fraction=1.0):
-    """Train/val/test index arrays: the data's own split where given, else seeded and stratified.
+def make_splits(n, labels=None, *, test_fraction, val_fraction, seed, declared=None, made=None,
+                train_fraction=1.0):
+    """Train/val/test index arrays: the data's ``declared`` split, else the reader's ``made``
+    one (e.g. by patient), else seeded and stratified.
 
     ``train_fraction`` < 1 keeps that share of the training and validation examples (stratified,
     seeded) and the whole test split, for label-efficiency studies."""
     splits = _make_splits(n, labels, test_fraction=test_fraction, val_fraction=val_fraction,
-                          seed=seed, given=given)
+                          seed=seed, declared=declared, made=made)
     if train_fraction >= 1:
         return splits
 
@@ -249,19 +264,20 @@ def make_splits(n, labels=None, *, test_fraction, val_fraction, seed, given=None
     return Splits(train, val, splits.test, f"{splits.method}; {train_fraction:.0%} of train and validation kept")
 
 
-def _make_splits(n, labels, *, test_fraction, val_fraction, seed, given):
+def _make_splits(n, labels, *, test_fraction, val_fraction, seed, declared, made):
     if n < 3:
         raise UserError(f"the dataset has {n} examples; at least 3 are needed to train and test")
-    all_indices = np.arange(n)
+    given, by = (declared, "declared by the data") if declared else \
+        (made, "made by the task's reader, groups kept whole")
     if given:
         if "train" not in given or "test" not in given:
-            raise UserError("the data gives splits but not both 'train' and 'test'")
+            raise UserError("the data declares splits but not both 'train' and 'test'")
         train, test = np.asarray(given["train"], int), np.asarray(given["test"], int)
         if "val" in given and len(given["val"]):
-            return Splits(train, np.asarray(given["val"], int), test, "given by the data")
+            return Splits(train, np.asarray(given["val"], int), test, by)
         train, val, _ = _split_off(train, labels, val_fraction, seed)
-        return Splits(train, val, test, "given by the data (validation carved from train)")
-    rest, test, stratified = _split_off(all_indices, labels, test_fraction, seed)
+        return Splits(train, val, test, f"{by} (validation carved from train)")
+    rest, test, stratified = _split_off(np.arange(n), labels, test_fraction, seed)
     train, val, _ = _split_off(rest, labels, val_fraction, seed)
     kind = "stratified" if stratified else "random"
     return Splits(train, val, test,

@@ -10,6 +10,8 @@ directories, export and transfer belong to the pipeline (:mod:`pipelines.workflo
 
 import json
 
+import numpy as np
+
 from pipelines.config import TrainConfig
 from pipelines.data import balanced_class_weight
 from pipelines.preprocessing import Preprocessing
@@ -105,6 +107,13 @@ class Task:
     def align(self, dataset, info):
         """Map a new dataset onto a trained run's label space (evaluate --data)."""
         return dataset
+
+    def scorable(self, dataset):
+        """Indices of the examples a score may be computed on when a whole dataset is evaluated
+        (``evaluate --data ... --split all``): every one, unless some are training material only."""
+        import numpy as np
+
+        return np.arange(len(dataset))
 
     def input_shape(self, info):
         raise NotImplementedError

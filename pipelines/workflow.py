@@ -31,15 +31,21 @@ def _min_size(config):
     return BACKBONES.entry(config.backbone).meta.get("min_size", 1)
 
 
+def new_splits(task, dataset, config):
+    """The split a new run of ``config`` makes of ``dataset``: declared by the data, else made by
+    its reader, else seeded and stratified (:func:`pipelines.data.make_splits`)."""
+    return make_splits(len(dataset), task.stratify_labels(dataset), test_fraction=config.test_fraction,
+                       val_fraction=config.val_fraction, seed=config.seed,
+                       declared=dataset.declared_splits, made=dataset.made_splits,
+                       train_fraction=config.train_fraction)
+
+
 def _load_split_data(task, config, run_dir, resume):
     dataset = task.load(config.data, config)
     if resume and (Path(run_dir) / SPLITS_FILE).is_file():
         splits = Splits.from_json(runs.read_json(Path(run_dir) / SPLITS_FILE))
     else:
-        splits = make_splits(len(dataset), task.stratify_labels(dataset),
-                             test_fraction=config.test_fraction, val_fraction=config.val_fraction,
-                             seed=config.seed, given=dataset.given_splits,
-                             train_fraction=config.train_fraction)
+        splits = new_splits(task, dataset, config)
     return dataset, splits
 
 
@@ -386,8 +392,27 @@ def _stderr(line):
     print(line, file=sys.stderr, flush=True)
 
 
-def evaluate(run_dir, data=None, echo=print, as_json=False, quiet=False):
-    """Evaluate a saved run on its own test split or on ``data``; writes evaluations/<id>/."""
+def evaluated_part(task, dataset, split, spec):
+    """(indices, split name) of ``dataset`` (another dataset, ``evaluate --data``) to score: the
+    test part of the split the data declares, or all of it (its scorable examples). A split a
+    reader made (by patient, by episode) is the run's choice for training data, never the data's,
+    so it never decides what a new cohort is scored on."""
+    declared = dataset.declared_splits or {}
+    split = split or ("test" if "test" in declared else "all")
+    if split == "test":
+        if "test" not in declared:
+            raise UserError(f"--split test: {spec} declares no test split (a split column, "
+                            f"train/ and test/ folders, MedMNIST test arrays); score it all with "
+                            f"--split all")
+        return declared["test"], "test"
+    return task.scorable(dataset), "all"
+
+
+def evaluate(run_dir, data=None, split=None, echo=print, as_json=False, quiet=False):
+    """Evaluate a saved run on its own test split or on ``data`` (``split``: see
+    :func:`evaluated_part`); writes evaluations/<id>/."""
+    if split and not data:
+        raise UserError("--split goes with --data: without it the run's own test split is scored")
     path, saved, task, config, info, model = load_run(run_dir)
     train_set = None
     try:
@@ -396,11 +421,9 @@ def evaluate(run_dir, data=None, echo=print, as_json=False, quiet=False):
     except UserError:
         own = splits = None  # the original data is not here: no baseline, and --data is needed
     if data:
-        dataset = task.align(task.load(data, config), info)
-        given = dataset.given_splits or {}
-        test = dataset.subset(given["test"]) if "test" in given else dataset
-        split_name = "test" if "test" in given else "all"
-        description = dataset.description
+        dataset = task.load(data, config)
+        part, split_name = evaluated_part(task, dataset, split, data)
+        test, description = task.align(dataset.subset(part), info), dataset.description
     else:
         if own is None:
             raise UserError(f"{path}: the run's data {config.data!r} is not available here; "
@@ -419,7 +442,7 @@ def evaluate(run_dir, data=None, echo=print, as_json=False, quiet=False):
                            title=f"{task.name}: evaluation of {path.name}",
                            context=[("Task", task.name), ("Run", str(path)),
                                     ("Data", f"{data or config.data}: {description}"),
-                                    ("Split", split_name)])
+                                    ("Split", f"{split_name}: {result.n_samples} examples")])
     if as_json:
         import json
 

@@ -230,6 +230,8 @@ CASES = [
     # -- commands ---------------------------------------------------------------------------------
     Case("not-a-run", "evaluate / predict / export", "a folder that is not a run",
          lambda t: ["evaluate", str(_run_dir(t))], "notarun: not a cnn-tasks run directory"),
+    Case("split-without-data", "evaluate --split", "--split without --data (the run's own test split is fixed)",
+         lambda t: ["evaluate", str(_run_dir(t)), "--split", "all"], "--split goes with --data"),
     Case("unknown-task", "train", "a task that does not exist",
          lambda t: ["train", "image-classifcation", "--output", "OUT"], "image-classifcation"),
 ]

@@ -1,5 +1,6 @@
 """Shared fixtures: quiet TensorFlow, tiny image files, and one tiny trained run reused by tests."""
 
+import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -91,3 +92,10 @@ def digits_run(tmp_path_factory):
     assert code == 0
     (run_dir,) = (root / "image-classification").iterdir()
     return run_dir
+
+
+def evaluate_document(capsys, run_dir, *argv):
+    """``evaluate RUN_DIR ARGV... --json``'s metrics document (the last line on stdout)."""
+    capsys.readouterr()
+    assert run_cli("evaluate", run_dir, *argv, "--json") == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -194,7 +194,7 @@ def test_the_steering_twins_splits_are_the_tasks(monkeypatch):
     dataset = task.load(config.data, config)
     twin = plain.splits(pd.read_csv(plain.DATA))
     for name, rows in zip(("train", "val", "test"), twin):
-        mine = sorted(Path(p).name for p in dataset.x["frames"].paths[dataset.given_splits[name]])
+        mine = sorted(Path(p).name for p in dataset.x["frames"].paths[dataset.training_splits()[name]])
         assert mine == sorted(Path(p).name for p in pd.read_csv(plain.DATA)["path"].to_numpy()[rows]), name
         assert len(rows) and np.all(np.diff(rows) > 0)
 
@@ -332,7 +332,6 @@ def test_the_volume_twin_has_the_tasks_model_volumes_and_splits(monkeypatch):
     import plain_keras_volumes as plain
 
     from pipelines.backbones import create_backbone
-    from pipelines.data import make_splits
     from pipelines.heads import build_classifier
 
     task = workflow.get_task("volume-classification")
@@ -344,8 +343,7 @@ def test_the_volume_twin_has_the_tasks_model_volumes_and_splits(monkeypatch):
     volumes, labels = plain.generated_volumes()
     np.testing.assert_array_equal(volumes, dataset.x["volumes"][..., 0])
     np.testing.assert_array_equal(labels, dataset.y)
-    splits = make_splits(len(labels), task.stratify_labels(dataset), test_fraction=config.test_fraction,
-                         val_fraction=config.val_fraction, seed=config.seed, given=dataset.given_splits)
+    splits = workflow.new_splits(task, dataset, config)
     for mine, theirs in zip((splits.train, splits.val, splits.test), plain.splits(labels)):
         assert list(mine) == list(theirs)
 
@@ -358,13 +356,11 @@ def test_the_captioning_twin_has_the_tasks_model_splits_and_words(monkeypatch):
     import plain_keras_captioning as plain
 
     from pipelines.backbones import create_backbone
-    from pipelines.data import make_splits
 
     task = workflow.get_task("captioning")
     config = workflow.resolve_config(task)
     dataset = task.load(config.data, config)
-    splits = make_splits(len(dataset), task.stratify_labels(dataset), test_fraction=config.test_fraction,
-                         val_fraction=config.val_fraction, seed=config.seed, given=dataset.given_splits)
+    splits = workflow.new_splits(task, dataset, config)
     twin_splits = plain.splits(len(dataset))
     for mine, theirs in zip((splits.train, splits.val, splits.test), twin_splits):
         assert list(mine) == list(theirs)

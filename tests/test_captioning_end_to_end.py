@@ -185,6 +185,9 @@ def test_tiny_folders_train_one_epoch_and_evaluate(make, tmp_path, capsys):
     assert run_cli("evaluate", run_dir, "--json") == 0
     document = json.loads(capsys.readouterr().out)
     assert document["n_samples"] >= 1 and 0 <= document["metrics"]["bleu1"] <= 1
+    assert run_cli("evaluate", run_dir, "--data", data, "--json") == 0  # declares no split: all of it
+    document = json.loads(capsys.readouterr().out)
+    assert document["split"] == "all" and document["n_samples"] == 6
 
 
 def test_bad_inputs_exit_2_naming_the_file(tmp_path, capsys):

@@ -41,7 +41,9 @@ def test_train_runs_and_export_as_json(tmp_path, capsys):
     assert run_cli("runs", "--output", out, "--json") == 0
     (row,) = _document(capsys)
     assert row["run_dir"] == run_dir and row["state"] == "finished"
-    assert row["metrics"]["metrics"] == document["metrics"]
+    assert row["metrics"] == document["metrics"] and row["n_samples"] == document["n_samples"]
+    assert row["baseline"] == document["baseline"] and row["split"] == "test"
+    assert "task" not in row["metrics"] and "run_dir" not in row["metrics"]  # one flat record
     assert run_cli("export", run_dir, "--format", "saved_model", "--out", tmp_path / "sm", "--json") == 0
     exported = _document(capsys)
     assert exported["path"] == str(tmp_path / "sm" / "1") and exported["metadata"]["task"] == "image-classification"

@@ -22,13 +22,29 @@ def test_splits_are_stratified_seeded_and_disjoint():
     assert Splits.from_json(a.to_json()).test.tolist() == a.test.tolist()
 
 
-def test_given_splits_are_honoured():
+def test_declared_splits_are_honoured_and_outrank_a_made_one():
     labels = np.arange(30) % 2
-    given = {"train": np.arange(20), "test": np.arange(20, 30)}
-    splits = make_splits(30, labels, test_fraction=0.5, val_fraction=0.2, seed=0, given=given)
+    declared = {"train": np.arange(20), "test": np.arange(20, 30)}
+    made = {"train": np.arange(10, 30), "val": np.arange(5, 10), "test": np.arange(5)}
+    splits = make_splits(30, labels, test_fraction=0.5, val_fraction=0.2, seed=0, declared=declared,
+                         made=made)
     assert splits.test.tolist() == list(range(20, 30))
     assert set(splits.train) | set(splits.val) == set(range(20))
-    assert "given by the data" in splits.method
+    assert "declared by the data" in splits.method
+    by_reader = make_splits(30, labels, test_fraction=0.5, val_fraction=0.2, seed=0, made=made)
+    assert by_reader.test.tolist() == list(range(5)) and by_reader.val.tolist() == list(range(5, 10))
+    assert "made by the task's reader" in by_reader.method
+
+
+def test_a_subset_carries_no_split_of_the_whole():
+    from pipelines.data import Dataset
+
+    whole = Dataset(np.arange(6), np.arange(6) % 2, "x", "six",
+                    declared_splits={"train": [0, 1, 2], "test": [3, 4, 5]},
+                    made_splits={"train": [0], "test": [1]})
+    part = whole.subset([3, 4])
+    assert part.declared_splits is None and part.made_splits is None and part.x.tolist() == [3, 4]
+    assert whole.training_splits() is whole.declared_splits
 
 
 def test_train_fraction_keeps_the_test_split_and_stratifies_the_rest():

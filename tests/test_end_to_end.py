@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import run_cli, write_png
+from conftest import evaluate_document, run_cli, write_png
 from pipelines import training, workflow
 
 CONTRACT_FILES = ["config.json", "model.keras", "backbone.weights.h5", "backbone.json", "assets",
@@ -62,6 +62,20 @@ def test_evaluate_on_other_data(digits_run, tmp_path, capsys):
     assert run_cli("evaluate", digits_run, "--data", tmp_path / "other.npz", "--json") == 0
     document = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert document["n_samples"] == 12 and document["split"] == "all"
+
+
+def test_evaluate_on_data_that_declares_a_split_scores_its_test_part(digits_run, tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (20, 8, 8), dtype=np.uint8)
+    labels = (np.arange(20) % 10)[:, None]  # MedMNIST's (N, 1) labels
+    np.savez(tmp_path / "medmnist.npz", train_images=images[:14], train_labels=labels[:14],
+             test_images=images[14:], test_labels=labels[14:])
+    document = evaluate_document(capsys, digits_run, "--data", tmp_path / "medmnist.npz")
+    assert document["split"] == "test" and document["n_samples"] == 6
+    document = evaluate_document(capsys, digits_run, "--data", tmp_path / "medmnist.npz", "--split", "all")
+    assert document["split"] == "all" and document["n_samples"] == 20
+    assert run_cli("evaluate", digits_run, "--split", "all") == 2  # --split goes with --data
+    assert "--split goes with --data" in capsys.readouterr().err
 
 
 def test_predict_prints_top_classes(digits_run, tmp_path, capsys):

@@ -24,7 +24,7 @@ def test_folder_with_its_own_splits_and_resizing(tmp_path):
                 write_png(tmp_path / split / label / f"{i}.png", np.full((10 + i, 9, 3), 40 * i))
     data = readers.load(str(tmp_path), image_size=16)
     assert data.x.shape == (12, 16, 16, 3)
-    assert len(data.given_splits["train"]) == 6 and len(data.given_splits["test"]) == 6
+    assert len(data.declared_splits["train"]) == 6 and len(data.declared_splits["test"]) == 6
 
 
 def test_csv_manifest_with_split_column(tmp_path, class_folder):
@@ -35,7 +35,7 @@ def test_csv_manifest_with_split_column(tmp_path, class_folder):
     manifest.write_text("\n".join(rows) + "\n")
     data = readers.load(str(manifest))
     assert data.info["class_names"] == ["down", "up"] and len(data) == 24
-    assert len(data.given_splits["test"]) == 8
+    assert len(data.declared_splits["test"]) == 8
 
 
 def test_csv_refuses_paths_outside_the_dataset(tmp_path, class_folder):
@@ -70,7 +70,7 @@ def test_medmnist_style_npz_keeps_its_splits(tmp_path):
         arrays[f"{split}_labels"] = (np.arange(n) % 2).reshape(-1, 1)
     np.savez(tmp_path / "med.npz", **arrays)
     data = readers.load(str(tmp_path / "med.npz"))
-    assert {k: len(v) for k, v in data.given_splits.items()} == {"train": 10, "val": 4, "test": 6}
+    assert {k: len(v) for k, v in data.declared_splits.items()} == {"train": 10, "val": 4, "test": 6}
 
 
 def test_pneumoniamnist_class_folders_read():

@@ -87,6 +87,9 @@ def test_2d_folder_trains_evaluates_and_predicts_png_masks(tmp_path, capsys):
     assert preprocessing["class_names"] == ["background", "foreground"] and not preprocessing["tiled"]
     assert run_cli("evaluate", run_dir, "--json") == 0
     assert json.loads(capsys.readouterr().out)["n_samples"] == metrics["n_samples"]
+    assert run_cli("evaluate", run_dir, "--data", data, "--json") == 0  # declares no split: every case
+    document = json.loads(capsys.readouterr().out)
+    assert document["split"] == "all" and document["n_samples"] == len(list((data / "images").iterdir()))
     assert run_cli("predict", run_dir, data / "images" / "cell_0.png", "--out", tmp_path / "pred",
                    "--json") == 0
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

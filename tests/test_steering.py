@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import run_cli, serve_in_fresh_process, write_png
+from conftest import evaluate_document, run_cli, serve_in_fresh_process, write_png
 from pipelines.errors import UserError
 
 UDACITY_HEADER = "center,left,right,steering,throttle,brake,speed"
@@ -84,7 +84,7 @@ def test_side_cameras_add_corrected_frames_for_training_only(tmp_path):
     right = np.array(["right_" in p for p in paths])
     np.testing.assert_allclose(y[left], angles + 0.25, atol=1e-6)
     np.testing.assert_allclose(y[right], angles - 0.25, atol=1e-6)
-    splits, group = dataset.given_splits, dataset.x["group"]
+    splits, group = dataset.made_splits, dataset.x["group"]
     for name in ("val", "test"):
         assert not (left | right)[splits[name]].any(), f"a side-camera frame in {name}"
     side_of_training_groups = np.flatnonzero((left | right) & np.isin(group, group[splits["train"]]))
@@ -97,7 +97,8 @@ def test_split_is_by_time_and_never_cuts_an_episode(tmp_path):
 
     dataset = readers.load(str(write_steering_csv(tmp_path, episodes=10, per_episode=5)),
                            test_fraction=0.2, val_fraction=0.25)
-    splits = dataset.given_splits
+    assert dataset.declared_splits is None  # the reader's choice, not the data's
+    splits = dataset.made_splits
     group = dataset.x["group"]
     assert set(group[splits["test"]]) == {8, 9}  # the last 20 % of the episodes
     assert set(group[splits["val"]]) == {6, 7}  # a quarter of the rest, just before them
@@ -111,7 +112,8 @@ def test_a_given_split_column_is_honoured_and_mirror_copies_only_train(tmp_path)
     csv = write_steering_csv(tmp_path, episodes=8, per_episode=4, flipped=True,
                              split=lambda e: "test" if e in (0, 1) else "train")
     dataset = readers.load(str(csv), val_fraction=0.2)
-    splits, group, synthetic = dataset.given_splits, dataset.x["group"], dataset.x["synthetic"]
+    assert dataset.made_splits is None
+    splits, group, synthetic = dataset.declared_splits, dataset.x["group"], dataset.x["synthetic"]
     assert set(group[splits["test"]]) == {0, 1}  # the data's own choice, not the last episodes
     assert set(group[splits["val"]]) == {6, 7}  # carved by episode from the end of its train part
     assert not synthetic[splits["test"]].any() and not synthetic[splits["val"]].any()
@@ -242,6 +244,21 @@ def test_udacity_run_reports_metrics_baselines_and_figures(udacity_run):
         assert (run_dir / "figures" / f"{stem}.png").stat().st_size > 2000, stem
     html = (run_dir / "report.html").read_text()
     assert "training_mean" in html and "Side cameras" in html
+
+
+@pytest.mark.slow
+def test_evaluate_data_scores_every_real_frame_unless_the_data_declares_a_test_split(udacity_run, tmp_path,
+                                                                                     capsys):
+    run_dir, _ = udacity_run
+    episodes = write_steering_csv(tmp_path / "episodes", episodes=8, per_episode=4, flipped=True)
+    document = evaluate_document(capsys, run_dir, "--data", episodes)  # split by time to train on
+    assert document["split"] == "all" and document["n_samples"] == 32  # real frames, no mirror copy
+    declared = write_steering_csv(tmp_path / "declared", episodes=8, per_episode=4, flipped=True,
+                                  split=lambda e: "test" if e in (0, 1) else "train")
+    document = evaluate_document(capsys, run_dir, "--data", declared)
+    assert document["split"] == "test" and document["n_samples"] == 8  # episodes 0 and 1
+    document = evaluate_document(capsys, run_dir, "--data", declared, "--split", "all")
+    assert document["split"] == "all" and document["n_samples"] == 32
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli, serve_in_fresh_process, shared_dataset
+from conftest import evaluate_document, run_cli, serve_in_fresh_process, shared_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -179,7 +179,7 @@ def test_trec_split_is_honoured():
     from tasks.text_classification import readers
 
     data = readers.load(str(shared_dataset("trec_questions")))
-    assert len(data.given_splits["test"]) == 500 and len(data.info["class_names"]) == 6
+    assert len(data.declared_splits["test"]) == 500 and len(data.info["class_names"]) == 6
 
 
 def test_export_serves_raw_strings_with_class_names_and_tflite_is_refused(csv_run, tmp_path, capsys):
@@ -200,6 +200,17 @@ def test_export_serves_raw_strings_with_class_names_and_tflite_is_refused(csv_ru
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "tensorflow-text" in err[0]
     assert not (tmp_path / "tfl").exists()
+
+
+def test_evaluate_data_scores_a_table_whole_unless_it_has_a_split_column(csv_run, tmp_path, capsys):
+    messages = _messages()[:20]
+    (tmp_path / "plain.csv").write_text("text,label\n" + "".join(f"{t},{l}\n" for t, l in messages))
+    document = evaluate_document(capsys, csv_run, "--data", tmp_path / "plain.csv")
+    assert document["split"] == "all" and document["n_samples"] == 20
+    rows = "".join(f"{t},{l},{'test' if i < 5 else 'train'}\n" for i, (t, l) in enumerate(messages))
+    (tmp_path / "split.csv").write_text("text,label,split\n" + rows)
+    document = evaluate_document(capsys, csv_run, "--data", tmp_path / "split.csv")
+    assert document["split"] == "test" and document["n_samples"] == 5
 
 
 def test_evaluate_a_text_run_again(csv_run, capsys):

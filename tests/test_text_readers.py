@@ -30,7 +30,7 @@ def test_csv_with_empty_texts_dropped_and_counted(tmp_path):
     assert list(data.x) == [r[0] for r in ROWS]
     assert data.info["class_names"] == ["ham", "spam"] and list(data.y) == [1, 0, 1, 0]
     assert data.notes == ["2 row(s) with empty text were dropped."]
-    assert data.given_splits is None
+    assert data.declared_splits is None
 
 
 def test_tsv_and_sniffed_delimiters_and_custom_columns(tmp_path):
@@ -47,13 +47,13 @@ def test_split_column_and_split_files_are_honoured(tmp_path):
     rows = [(t, l, s) for (t, l), s in zip(ROWS, ("train", "train", "test", "test"))]
     data = readers.load(str(_csv(tmp_path / "s.csv", [(t, l, s) for t, l, s in rows],
                                  header="text,label,split")))
-    assert data.given_splits["test"].tolist() == [2, 3]
+    assert data.declared_splits["test"].tolist() == [2, 3]
     folder = tmp_path / "folder"
     _csv(folder / "train.csv", ROWS)
     _csv(folder / "test.csv", ROWS[:2])
     _csv(folder / "val.csv", ROWS[2:])
     data = readers.load(str(folder))
-    assert {k: len(v) for k, v in data.given_splits.items()} == {"train": 4, "val": 2, "test": 2}
+    assert {k: len(v) for k, v in data.declared_splits.items()} == {"train": 4, "val": 2, "test": 2}
 
 
 def test_class_folders_of_txt_files(tmp_path):

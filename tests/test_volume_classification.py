@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import run_cli, run_tflite, serve_in_fresh_process, shared_dataset
+from conftest import evaluate_document, run_cli, run_tflite, serve_in_fresh_process, shared_dataset
 from pipelines.errors import UserError
 from tasks.volume_classification import intensity, readers
 
@@ -32,7 +32,8 @@ def test_npz_volumes_with_patients_split_by_patient(tmp_path):
              diameter_mm=np.linspace(3, 20, 40).astype(np.float32))
     data = readers.load(str(tmp_path / "v.npz"), seed=1)
     assert data.x["volumes"].shape == (40, 8, 12, 12, 1) and "diameter" in data.x
-    splits = data.given_splits
+    assert data.declared_splits is None  # made by patient here: the run's choice, not the data's
+    splits = data.made_splits
     sides = [set(patients[splits[name]]) for name in ("train", "val", "test")]
     assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
     assert sorted(np.concatenate(list(splits.values())).tolist()) == list(range(40))
@@ -157,6 +158,30 @@ def test_volume_run_writes_metrics_baseline_and_slices(volume_run):
 
 
 @pytest.mark.slow
+def test_evaluate_data_scores_a_new_cohort_whole_unless_it_declares_a_test_split(volume_run, tmp_path,
+                                                                                 capsys):
+    """A cohort naming its patients is split by patient when it trains a run; scored by another
+    run it is scored whole: a reader's split is never the data's own."""
+    run_dir, _, x, y = volume_run
+    patients = np.array([f"Q{i // 3:03d}" for i in range(len(x))])  # 16 patients, 3 volumes each
+    np.savez(tmp_path / "cohort.npz", x=x, y=y, patient_id=patients)
+    before = set((run_dir / "evaluations").glob("*")) if (run_dir / "evaluations").is_dir() else set()
+    document = evaluate_document(capsys, run_dir, "--data", tmp_path / "cohort.npz")
+    assert document["split"] == "all" and document["n_samples"] == len(x)
+    (evaluation,) = set((run_dir / "evaluations").glob("*")) - before
+    assert f"**Split**: all: {len(x)} examples" in (evaluation / "report.md").read_text()
+    np.savez(tmp_path / "declared.npz", train_images=x[:30], train_labels=y[:30], test_images=x[30:],
+             test_labels=y[30:])  # MedMNIST-3D arrays declare their split
+    document = evaluate_document(capsys, run_dir, "--data", tmp_path / "declared.npz")
+    assert document["split"] == "test" and document["n_samples"] == len(x) - 30
+    document = evaluate_document(capsys, run_dir, "--data", tmp_path / "declared.npz", "--split", "all")
+    assert document["split"] == "all" and document["n_samples"] == len(x)
+    assert run_cli("evaluate", run_dir, "--data", tmp_path / "cohort.npz", "--split", "test") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "declares no test split" in err[0] and "cohort.npz" in err[0], err
+
+
+@pytest.mark.slow
 def test_predict_and_export_agree_on_a_nifti_and_an_npy(volume_run, tmp_path, capsys):
     run_dir, root, x, _ = volume_run
     np.save(tmp_path / "a.npy", x[0])
@@ -193,7 +218,7 @@ def test_lidc_nodules_are_read_as_ct_volumes_split_by_patient():
     method, window, _ = intensity.choose(data.x["volumes"], "auto", None)
     assert method == "window"
     patients = np.load(path)["patient_id"]
-    test, train = set(patients[data.given_splits["test"]]), set(patients[data.given_splits["train"]])
+    test, train = set(patients[data.made_splits["test"]]), set(patients[data.made_splits["train"]])
     assert not test & train
 
 

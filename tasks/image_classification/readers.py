@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import imaging
-from pipelines.data import (SPLIT_NAMES, Dataset, builtin_name, given_splits, labelled_arrays,
-                            manifest_rows, npz_class_names, require_two_classes)
+from pipelines.data import (SPLIT_NAMES, Dataset, builtin_name, labelled_arrays,
+                            manifest_rows, npz_class_names, require_two_classes, split_indices)
 from pipelines.errors import UserError
 from pipelines.image_files import lazy_or_loaded
 
@@ -78,10 +78,10 @@ def load_folder(root, *, image_size=None, channels=None):
                         f"({', '.join(sorted(imaging.IMAGE_SUFFIXES))})")
     require_two_classes(labels, class_names, root)
     x = lazy_or_loaded(paths, size=image_size, channels=channels)
-    given = given_splits(split_of) if split_layout else None
+    given = split_indices(split_of) if split_layout else None
     return Dataset(x, np.asarray(labels), str(root),
                    f"class folders at {root}: {len(paths)} images, {len(class_names)} classes",
-                   info={"class_names": class_names}, given_splits=given)
+                   info={"class_names": class_names}, declared_splits=given)
 
 
 def load_csv(path, *, image_size=None, channels=None, path_column="path", label_column="label"):
@@ -93,16 +93,16 @@ def load_csv(path, *, image_size=None, channels=None, path_column="path", label_
     require_two_classes(labels, class_names, path)
     x = lazy_or_loaded([r.file for r in rows], size=image_size, channels=channels)
     split_of = [r.split for r in rows]
-    given = given_splits(split_of) if all(split_of) else None
+    given = split_indices(split_of) if all(split_of) else None
     return Dataset(x, np.asarray(labels), str(path),
                    f"CSV manifest {path.name}: {len(rows)} images, {len(class_names)} classes",
-                   info={"class_names": class_names}, given_splits=given)
+                   info={"class_names": class_names}, declared_splits=given)
 
 
 def load_npz(path):
     """``x`` (N,H,W) or (N,H,W,C) and ``y``; or MedMNIST ``{train,val,test}_{images,labels}``."""
     x, y, split_of, kind, arrays = labelled_arrays(path)
-    given = given_splits(split_of) if split_of else None
+    given = split_indices(split_of) if split_of else None
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
         bad = int(np.count_nonzero(~np.isfinite(x)))
         raise UserError(f"{path}: the images hold {bad:,} NaN or infinite value(s); clean the array "
@@ -123,4 +123,4 @@ def load_npz(path):
     require_two_classes(labels, class_names, path)
     return Dataset(x, labels, str(path), f"{kind} in {path.name}: {len(y)} images, "
                    f"{len(values)} classes", info={"class_names": class_names, "input_scale": scale},
-                   given_splits=given)
+                   declared_splits=given)

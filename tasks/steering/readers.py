@@ -11,9 +11,10 @@ the data's own units) and whose ``x`` is a dict of per-frame columns:
 - ``synthetic``: frames made from another (the authors' mirror copies, side cameras with a
   steering correction), used for training only, never validated or tested on.
 
-The split (``given_splits``) is made here, by time: the data's ``split`` column when it has one,
-else the last ``test_fraction`` of the groups is the test drive and the ``val_fraction`` before it
-validation.
+The split is settled here, by time: the data's ``split`` column when it has one (declared, so
+``evaluate --data`` scores its test part), else the last ``test_fraction`` of the groups is the
+test drive and the ``val_fraction`` before it validation (made: the run's choice for training
+data, so ``evaluate --data`` scores every real frame).
 """
 
 import csv
@@ -209,5 +210,6 @@ def _dataset(files, y, order, group, synthetic, given, *, spec, description, tes
          "group": np.asarray(group, int), "order": np.asarray(order, int),
          "synthetic": np.asarray(synthetic, bool)}
     notes = [f"Split by {how}; {grouping}, never cut."] + list(notes)
+    declared, made = (splits, None) if given is not None else (None, splits)
     return Dataset(x, np.asarray(y, np.float32), spec, description, info={"first_file": str(files[0])},
-                   given_splits=splits, notes=notes)
+                   declared_splits=declared, made_splits=made, notes=notes)

@@ -121,13 +121,9 @@ class Steering(Task):
                                      target_mean=float(y.mean()), target_std=spread,
                                      target=config.target_column)
 
-    def align(self, dataset, info):
-        """A drive read whole (``evaluate --data``, which has its reader's split) is scored on its
-        real frames only; a split of the run's own data (no split of its own) is kept as training
-        used it, mirror copies and side cameras included."""
-        if dataset.given_splits is None:
-            return dataset
-        return dataset.subset(np.flatnonzero(~np.asarray(dataset.x["synthetic"])))
+    def scorable(self, dataset):
+        """Only real frames are scored: mirror copies and side cameras are training material."""
+        return np.flatnonzero(~np.asarray(dataset.x["synthetic"]))
 
     def input_shape(self, info):
         return (info.height, info.width, info.channels)

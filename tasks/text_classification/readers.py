@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.data import (MAX_FIELD_CHARS, SPLIT_NAMES, Dataset, bounded_lines, builtin_name,
-                            decoding_failed, given_splits, open_text, read_text, require_columns,
-                            require_two_classes, shipped_path)
+                            decoding_failed, open_text, read_text, require_columns,
+                            require_two_classes, shipped_path, split_indices)
 from pipelines.errors import UserError
 
 BUILTIN = {"sms_spam": ("sms_spam/sms_spam.csv",
@@ -110,10 +110,10 @@ def _dataset(texts, label_text, split_of, spec, description, empty, where, given
     labels = np.array([class_names.index(t) for t in label_text])
     require_two_classes(labels, class_names, where)
     notes = [f"{empty} row(s) with empty text were dropped."] if empty else []
-    splits = given_splits(split_of) if given and all(split_of) else None
+    splits = split_indices(split_of) if given and all(split_of) else None
     return Dataset(np.array(texts, dtype=object), labels, spec,
                    f"{description}: {len(texts)} texts, {len(class_names)} classes",
-                   info={"class_names": class_names}, given_splits=splits, notes=notes)
+                   info={"class_names": class_names}, declared_splits=splits, notes=notes)
 
 
 def load_table(path, **options):

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.data import (Dataset, builtin_name, given_splits, labelled_arrays, manifest_rows,
-                            npz_class_names, require_two_classes)
+from pipelines.data import (Dataset, builtin_name, labelled_arrays, manifest_rows,
+                            npz_class_names, require_two_classes, split_indices)
 from pipelines.errors import UserError
 
 BUILTIN = ("shapes3d",)
@@ -41,8 +41,8 @@ def load(spec, *, volume_size=None, seed=0, test_fraction=0.2, val_fraction=0.1)
             raise UserError(f"--data {spec}: expected an .npz, a CSV of volumes, or a folder of "
                             f"class folders")
     group = dataset.x["group"]
-    if dataset.given_splits is None and len(np.unique(group)) < len(group):
-        dataset.given_splits = grouped_splits(dataset.y, group, test_fraction=test_fraction,
+    if dataset.declared_splits is None and len(np.unique(group)) < len(group):
+        dataset.made_splits = grouped_splits(dataset.y, group, test_fraction=test_fraction,
                                               val_fraction=val_fraction, seed=seed)
     return dataset
 
@@ -206,7 +206,7 @@ def _dataset(volumes, labels, group, diameter, *, spec, description, class_names
     if diameter is not None:
         x["diameter"] = diameter
     return Dataset(x, np.asarray(labels, int), spec, description, info={"class_names": class_names},
-                   given_splits=given_splits(split_of) if split_of else None, notes=list(notes))
+                   declared_splits=split_indices(split_of) if split_of else None, notes=list(notes))
 
 
 def grouped_splits(labels, group, *, test_fraction, val_fraction, seed):
