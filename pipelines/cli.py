@@ -75,7 +75,7 @@ def build_parser():
     p.add_argument("--data", help="dataset: a path, or builtin:NAME (default: the task's own)")
     p.add_argument("--backbone", help=_help("backbone"))
     p.add_argument("--backbone-from", metavar="RUN_DIR", help=_help("backbone_from"))
-    p.add_argument("--backbone-weights", metavar="FILE", help=_help("backbone_weights"))
+    p.add_argument("--backbone-weights", metavar="FILE|imagenet", help=_help("backbone_weights"))
     p.add_argument("--freeze-backbone", action="store_true", default=None,
                    help=_help("freeze_backbone"))
     p.add_argument("--fine-tune-epochs", type=_non_negative_int, metavar="N",
@@ -231,6 +231,8 @@ def cmd_tasks(args):
 def cmd_backbones(args):
     from pipelines.backbones import BACKBONES, count_params
     from pipelines.backbones.text_cnn import DEFAULT_VOCABULARY
+    from pipelines.errors import UserError
+    from pipelines.weights import weights_table
 
     rows = []
     for entry in BACKBONES.entries():
@@ -242,16 +244,28 @@ def cmd_backbones(args):
             shape = (size, size, 3) if dims == 2 else (size, size, size, 1)
         else:
             shape = (None,)
+        try:
+            params = count_params(entry.name, shape)
+        except UserError:  # built from what the user names (a KerasHub preset), not by itself
+            params = None
         rows.append({"name": entry.name, "modality": entry.meta["modality"], "spatial_dims": dims,
-                     "params": count_params(entry.name, shape), "counted_for": list(shape),
-                     "min_size": entry.meta.get("min_size"), "note": entry.meta.get("note", "")})
+                     "params": params, "counted_for": list(shape),
+                     "min_size": entry.meta.get("min_size"), "note": entry.meta.get("note", ""),
+                     "weights": {spec: {"description": p.description, "source": p.source.describe(),
+                                        "licence": p.licence, "input_size": list(p.input_size),
+                                        "preprocessing": p.preprocessing, "state": state}
+                                 for spec, p, state in weights_table(entry.name)}})
     if args.json:
         print(json.dumps(rows))
         return
-    print(f"{'name':<18}{'modality':<10}{'dims':<6}{'params':>12}  {'min size':<9}note")
+    print(f"{'name':<20}{'modality':<10}{'dims':<6}{'params':>12}  {'min size':<9}note")
     for row in rows:
-        print(f"{row['name']:<18}{row['modality']:<10}{row['spatial_dims'] or '-'!s:<6}"
-              f"{row['params']:>12,}  {row['min_size'] or '-'!s:<9}{row['note']}")
+        print(f"{row['name']:<20}{row['modality']:<10}{row['spatial_dims'] or '-'!s:<6}"
+              f"{'-' if row['params'] is None else format(row['params'], ','):>12}  "
+              f"{row['min_size'] or '-'!s:<9}{row['note']}")
+        for spec, weights in row["weights"].items():
+            print(f"{'':<20}--backbone-weights {spec}: {weights['description']}; {weights['source']}; "
+                  f"{weights['licence']}; {weights['state']}")
     if args.modality != "text":
         size = args.input_size
         print(f"(image parameters counted for {size}x{size}x3 images and {size}x{size}x{size}x1 "

@@ -34,11 +34,22 @@ class TrainConfig:
     backbone: str = option("basic_cnn", help="registered backbone name")
     backbone_options: dict = option({}, help="keyword arguments for the backbone builder")
     backbone_from: typing.Optional[str] = option(None, help="run directory whose backbone to reuse")
-    backbone_weights: typing.Optional[str] = option(None, help="local .weights.h5 for the backbone")
-    freeze_backbone: bool = option(False, help="train the head only (batch norm in inference mode)")
+    backbone_weights: typing.Optional[str] = option(
+        None, help="a local .weights.h5 for the backbone, or imagenet: the backbone's own pretrained "
+                   "weights (cnn-tasks backbones lists them)")
+    freeze_backbone: typing.Optional[bool] = option(
+        None, help="train the head only (batch norm in inference mode); default: on with pretrained "
+                   "(imagenet) weights, as the head's warm-up, else off")
     frozen_lr_scale: float = option(1.0, minimum=0, exclusive_min=True,
                                     help="learning-rate factor while the backbone is frozen")
-    fine_tune_epochs: int = option(0, minimum=0, help="epochs after unfreezing the backbone")
+    fine_tune_epochs: typing.Optional[int] = option(
+        None, minimum=0, help="epochs after unfreezing the backbone; default: with pretrained weights "
+                              "and no other choice, epochs split 1:4 into head warm-up and fine-tuning, "
+                              "else 0")
+    fine_tune_batch_norm: typing.Optional[str] = option(
+        None, choices=(None, "frozen", "trainable"),
+        help="the backbone's batch norm while fine-tuning: frozen (inference mode, its statistics "
+             "kept) or trainable; default: frozen with pretrained weights, else trainable")
     fine_tune_lr_scale: float = option(0.1, minimum=0, exclusive_min=True,
                                        help="learning-rate factor for fine-tuning")
     epochs: int = option(30, minimum=1, help="training epochs")

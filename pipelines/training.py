@@ -163,12 +163,28 @@ def _callbacks(config, run_dir, phase, *, monitor, mode, resume_history, tensorb
     return callbacks
 
 
-def set_backbone_trainable(model, trainable):
-    """Freeze or unfreeze the nested backbone; frozen batch norm runs in inference mode."""
+def set_backbone_trainable(model, trainable, batch_norm=True):
+    """Freeze or unfreeze the nested backbone; frozen batch norm runs in inference mode. With
+    ``batch_norm`` False an unfrozen backbone keeps its batch norm frozen (the Keras
+    transfer-learning guide's advice for pretrained statistics and small batches)."""
+    import keras
+
     try:
-        model.get_layer(BACKBONE_LAYER_NAME).trainable = trainable
+        backbone = model.get_layer(BACKBONE_LAYER_NAME)
     except ValueError:
-        pass
+        return
+    backbone.trainable = trainable
+    if trainable and not batch_norm:
+        for layer in _nested_layers(backbone):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+
+
+def _nested_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _nested_layers(layer)
 
 
 def _trim_history(run_dir, keep_epochs):
@@ -222,12 +238,13 @@ def fit(model, train_ds, val_ds, *, config, run_dir, loss, metrics, monitor="val
     if config.fine_tune_epochs:
         phases.append(("fine_tune", config.epochs, config.epochs + config.fine_tune_epochs,
                        config.fine_tune_lr_scale, True))
+    batch_norm = config.fine_tune_batch_norm != "frozen"
     start, epochs_run, guard = time.perf_counter(), 0, DivergenceGuard()
     for index, (phase, first, last, lr_scale, backbone_trainable) in enumerate(phases):
         done_marker = Path(run_dir) / BACKUP_DIR / f"{phase}.done"
         if resume and done_marker.exists():
             continue  # this phase finished before the interruption
-        set_backbone_trainable(model, backbone_trainable)
+        set_backbone_trainable(model, backbone_trainable, batch_norm=batch_norm or phase == "train")
         if resume:  # drop history rows past the restored epoch (all of them if none was saved)
             _trim_history(run_dir, _restored_epoch(run_dir, phase) or first)
         with _scope(placement):

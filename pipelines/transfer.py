@@ -21,6 +21,7 @@ from pipelines.backbones import BACKBONE_LAYER_NAME, BACKBONES, create_backbone
 from pipelines.backbones.text_cnn import EMBEDDING_LAYER_NAME
 from pipelines.errors import UserError
 from pipelines.tokenizer import VOCABULARY_FILE, read_vocabulary
+from pipelines.weights.declarations import is_pretrained_spec
 
 WEIGHTS_FILE = "backbone.weights.h5"
 META_FILE = "backbone.json"
@@ -104,6 +105,8 @@ def find_source(config):
         _require_backbone_files(run_dir, flag, "is it a finished cnn-tasks run?")
         return Source(flag, run_dir / WEIGHTS_FILE, runs.read_json(run_dir / META_FILE),
                       _vocabulary_beside(run_dir / WEIGHTS_FILE), lineage(run_dir))
+    if is_pretrained_spec(config.backbone_weights):
+        return pretrained_source(config)
     if config.backbone_weights:
         path = Path(config.backbone_weights)
         _check_weights_file(path)
@@ -114,6 +117,62 @@ def find_source(config):
         return Source(f"--backbone-weights {path}", path, meta, _vocabulary_beside(path),
                       {**origin, "weights_file": str(path)})
     return None
+
+
+def pretrained_source(config):
+    """The Source of ``--backbone-weights imagenet``: the registry entry's declared weights,
+    converted once into its own layers (:mod:`pipelines.weights.cache`), at the size they were
+    trained at; :func:`build_backbone` copies them into the task's input shape and channels."""
+    from pipelines.weights.cache import cached_weights
+    from pipelines.weights.declarations import KERAS_HUB_PREFIX
+
+    spec, name = config.backbone_weights, config.backbone
+    if spec.startswith(KERAS_HUB_PREFIX):
+        return _keras_hub_source(spec, spec[len(KERAS_HUB_PREFIX):])
+    entry = BACKBONES.entry(name)
+    options = builder_options(config)
+    weights, record = cached_weights(name, spec, options, flag=f"--backbone-weights {spec}")
+    meta = {"name": name, "modality": entry.meta["modality"], "spatial_dims": entry.meta["spatial_dims"],
+            "input_shape": record["input_size"], "options": options}
+    return Source(f"--backbone-weights {spec}", weights, meta, None, {"run_dir": None, "weights": record})
+
+
+WARMUP_SHARE = 0.2  # of the epochs, the head's warm-up on a frozen pretrained backbone
+
+
+def settle_fine_tuning(config):
+    """The configuration with the fine-tuning recipe made concrete (idempotent). With pretrained
+    weights (``imagenet``) and nothing chosen, as the Keras transfer-learning guide and KerasHub
+    do it: the head warms up on the frozen backbone (batch norm in inference mode) for a fifth of
+    ``epochs``, then the whole network fine-tunes for the rest at ``fine_tune_lr_scale`` times the
+    learning rate with the backbone's batch norm still frozen. Otherwise nothing is frozen."""
+    pretrained = is_pretrained_spec(config.backbone_weights)
+    freeze = pretrained if config.freeze_backbone is None else bool(config.freeze_backbone)
+    changes = {"freeze_backbone": freeze}
+    if config.fine_tune_epochs is None:
+        if pretrained and freeze and config.freeze_backbone is None and config.epochs and config.epochs > 1:
+            warmup = max(1, round(config.epochs * WARMUP_SHARE))
+            changes.update(epochs=warmup, fine_tune_epochs=config.epochs - warmup)
+        else:
+            changes["fine_tune_epochs"] = 0
+    if config.fine_tune_batch_norm is None:
+        changes["fine_tune_batch_norm"] = "frozen" if pretrained else "trainable"
+    return dataclasses.replace(config, **changes)
+
+
+def _keras_hub_source(spec, preset):
+    """A KerasHub preset's backbone: checked now (before any data is read), built with its
+    weights by the ``keras_hub`` registry entry (Source.weights is None: nothing to copy)."""
+    from pipelines.backbones.hub import load_preset, preset_scaling
+
+    hub, scaling = load_preset(preset, load_weights=False), preset_scaling(preset)
+    record = {"spec": spec, "backbone": "keras_hub", "preset": preset, "class": type(hub).__name__,
+              "levels": sorted(hub.pyramid_outputs), "image_converter": scaling,
+              "preprocessing": "the preset's image converter scaling (scale, offset on 0..255), in "
+                               "the backbone" if scaling else "none (the preset ships no image converter)"}
+    meta = {"name": "keras_hub", "modality": "image", "spatial_dims": 2, "input_shape": None,
+            "options": {"preset": preset}}
+    return Source(f"--backbone-weights {spec}", None, meta, None, {"run_dir": None, "weights": record})
 
 
 def _a(word):
@@ -134,6 +193,8 @@ def resolve_source(config, modality):
             fits = ", ".join(n for n in BACKBONES.names() if BACKBONES.entry(n).meta["modality"] == modality)
             raise UserError(f"--backbone {name} is {_a(have)} backbone; this task needs "
                             f"{_a(modality)} backbone ({fits})")
+        if config.backbone_weights and have == "image":
+            _check_bare_file(Path(config.backbone_weights), name, builder_options(config))
         return None
     meta = source.meta
     if meta["modality"] != modality:
@@ -162,8 +223,10 @@ def build_backbone(config, input_shape, source=None, arguments=None, vocabulary=
     target = create_backbone(config.backbone, input_shape, **builder_options(config, arguments))
     if source is None:
         if config.backbone_weights:
-            _load_exact(target, Path(config.backbone_weights))
+            _load_exact(target, Path(config.backbone_weights), config.backbone)
         return target, None
+    if source.weights is None:  # the builder loaded them itself (a KerasHub preset)
+        return target, dict(source.lineage)
     built = create_backbone(source.meta["name"], tuple(source.meta["input_shape"]),
                            **(source.meta.get("options") or {}))
     _load_exact(built, source.weights)
@@ -178,6 +241,23 @@ def build_backbone(config, input_shape, source=None, arguments=None, vocabulary=
     return target, origin
 
 
+def _check_bare_file(path, name, options):
+    """A weights file without its ``.json`` must fit backbone ``name`` (with one input channel or
+    three; kernels do not depend on the input size): checked before any run folder exists."""
+    from pipelines.backbones.base import min_shape
+
+    entry = BACKBONES.entry(name)
+    spatial = min_shape(name, entry.meta["spatial_dims"], options)
+    error = None
+    for channels in (3, 1):
+        try:
+            _load_exact(create_backbone(name, (*spatial, channels), **options), path, name)
+            return
+        except UserError as refused:
+            error = error or refused
+    raise error
+
+
 def _check_weights_file(path):
     if not path.is_file():
         raise UserError(f"{path}: no such weights file")
@@ -185,13 +265,13 @@ def _check_weights_file(path):
         raise UserError(f"{path}: expected a Keras .weights.h5 file")
 
 
-def _load_exact(backbone, path):
+def _load_exact(backbone, path, name=None):
     _check_weights_file(path)
     try:
         backbone.load_weights(str(path))
     except (ValueError, KeyError, OSError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"{path}: does not fit backbone {backbone.name!r}: {first}") from None
+        raise UserError(f"{path}: does not fit backbone {name or backbone.name!r}: {first}") from None
 
 
 def _vocabulary_rows(path, vocabulary):

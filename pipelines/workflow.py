@@ -6,6 +6,7 @@ training.fit -> evaluation -> reports, all into one run directory (:mod:`pipelin
 
 import dataclasses
 import datetime
+import importlib
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,8 @@ SPLITS_FILE = "splits.json"
 
 def resolve_config(task, *, toml=None, sets=None, flags=None, base=None):
     """Defaults < TOML < --set < flags, then the task's :meth:`~pipelines.tasks.Task.settle`."""
-    return task.settle(config_lib.resolve(task.Config, toml=toml, sets=sets, flags=flags, base=base))
+    config = task.settle(config_lib.resolve(task.Config, toml=toml, sets=sets, flags=flags, base=base))
+    return transfer.settle_fine_tuning(config)
 
 
 def _min_size(config):
@@ -329,7 +331,11 @@ def _context(task, config, description, splits, origin, train_figures=None):
     lines = [("Task", task.name), ("Data", f"{config.data}: {description}"),
              ("Split", f"{splits.method}; {splits.counts()}"),
              ("Backbone", f"{config.backbone} {config.backbone_options or ''}".strip())]
-    if origin:
+    if origin and origin.get("weights"):
+        from pipelines.weights.cache import describe
+
+        lines.append(("Backbone weights", describe(origin["weights"])))
+    elif origin:
         metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, (int, float)) else f"{k} {v}"
                             for k, v in (origin.get("metrics") or {}).items()) or "unknown"
         lines.append(("Backbone from", f"{origin.get('run_dir')} (task {origin.get('task')}, data "
@@ -372,6 +378,8 @@ def load_run(run_dir):
     path, saved = runs.open_run(run_dir)
     task = get_task(saved["task"])
     config = resolve_config(task, base=saved["config"])
+    for module in BACKBONES.entry(config.backbone).meta.get("requires", ()):
+        importlib.import_module(module)  # registers the classes the saved model names (KerasHub's)
     info = task.Preprocessing.load_assets(path / "assets")
     try:
         model = keras.models.load_model(path / runs.MODEL_FILE, safe_mode=True)

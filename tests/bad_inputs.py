@@ -53,6 +53,15 @@ def _classes(root, n=4, size=(8, 8), labels=("a", "b")):
     return root
 
 
+def _small_weights(path):
+    """A basic_cnn backbone's weights, to be refused by another architecture."""
+    from pipelines.backbones import create_backbone
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    create_backbone("basic_cnn", (16, 16, 3), widths=[4, 8, 8]).save_weights(str(path))
+    return path
+
+
 def _text(path, text, encoding="utf-8"):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(text.encode(encoding))
@@ -224,6 +233,16 @@ CASES = [
     Case("unknown-backbone", "--backbone", "a backbone that is not registered",
          lambda t: ["train", "image-classification", "--backbone", "resnet81", "--output", "OUT"],
          "unknown backbone 'resnet81'"),
+    Case("imagenet-without-weights", "--backbone-weights imagenet", "a backbone with no ImageNet weights",
+         lambda t: ["train", "image-classification", "--backbone-weights", "imagenet", "--output", "OUT"],
+         "backbone 'basic_cnn' has no imagenet weights; backbones that have them: efficientnet_lite0"),
+    Case("keras-hub-preset-missing", "--backbone-weights keras_hub:PRESET", "a KerasHub preset that does not exist",
+         lambda t: ["train", "image-classification", "--backbone-weights", f"keras_hub:{t / 'no_preset'}",
+                    "--output", "OUT"], "cannot load that KerasHub preset"),
+    Case("weights-other-architecture", "--backbone-weights FILE", "a weights file of another architecture",
+         lambda t: ["train", "image-classification", "--backbone", "efficientnet_lite0", "--backbone-weights",
+                    str(_small_weights(t / "small.weights.h5")), "--set", "image_size=32", "--output", "OUT"],
+         "small.weights.h5: does not fit backbone 'efficientnet_lite0'"),
     Case("patch-size", "--set patch_size", "a 3D patch without three sizes",
          lambda t: ["train", "medical-segmentation", "--set", "spatial_dims=3", "--set", "patch_size=[8,8]",
                     "--output", "OUT"], "give three positive whole numbers"),

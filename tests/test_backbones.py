@@ -11,11 +11,13 @@ from pipelines.errors import UserError
 from pipelines.heads import build_classifier
 
 TINY = {"basic_cnn": {"widths": [4, 8, 8]}, "vgg_small": {"width": 0.125},
-        "resnet18": {"width": 0.0625}, "mobilenet_v2": {"width": 0.25}, "efficientnet_b0": {},
+        "resnet18": {"width": 0.0625}, "mobilenet_v2": {"alpha": 0.35}, "mobilenet": {"alpha": 0.25},
+        "efficientnet_b0": {}, "efficientnet_lite0": {},
         "pilotnet": {"width": 0.25}, "basic_cnn3d": {"widths": [4, 8, 8]},
         "resnet18_3d": {"width": 0.0625}}
+# "keras_hub" is built from a preset folder, so tests/test_pretrained.py makes one and tests it
 IMAGE_BACKBONES = [e.name for e in BACKBONES.entries()
-                   if e.meta["modality"] == "image" and e.meta["spatial_dims"] == 2]
+                   if e.meta["modality"] == "image" and e.meta["spatial_dims"] == 2 and e.name != "keras_hub"]
 VOLUME_BACKBONES = [e.name for e in BACKBONES.entries()
                     if e.meta["modality"] == "image" and e.meta["spatial_dims"] == 3]
 
@@ -46,6 +48,11 @@ def test_backbone_trains_one_epoch_with_documented_strides(name, size, channels)
     history = model.fit(x, np.arange(8) % 3, epochs=1, batch_size=4, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # it learnt
+
+
+def test_a_size_the_strides_cannot_halve_evenly_is_a_user_error():
+    with pytest.raises(UserError, match="multiple of 32.*got 40x40"):
+        create_backbone("mobilenet", (40, 40, 3), alpha=0.25)
 
 
 def test_too_small_input_is_a_user_error():

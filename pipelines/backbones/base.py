@@ -37,7 +37,8 @@ def register_backbone(name, *, modality, min_size=1, note="", spatial_dims=None,
     entry gives ``min_shape(spatial_dims, **options)``: the least size per axis for those options
     (a backbone that keeps a thin volume's depth needs less of it). An entry's
     ``check_options(**options)`` may raise ValueError for options it cannot build, so that they
-    are refused before a run exists. Extra ``meta`` (a text backbone's ``spans``, the 2D backbone
+    are refused before a run exists. ``size_multiple`` refuses other sizes (a network whose
+    strided layers would break the pyramid's ceil rule on them). Extra ``meta`` (a text backbone's ``spans``, the 2D backbone
     a 3D one ``inflates``) is kept on the entry.
     """
     if modality == "image":
@@ -174,6 +175,11 @@ def check_input(name, input_shape, options=None):
             raise UserError(f"backbone {name!r} needs inputs of {needed}, got "
                             f"{'x'.join(str(s) for s in input_shape[:-1])}; set image_size"
                             + (" or volume_size" if len(least) == 3 else ""))
+        multiple = entry.meta.get("size_multiple")
+        if multiple and any(size % multiple for size in input_shape[:-1]):
+            raise UserError(f"backbone {name!r} needs sizes that are a multiple of {multiple} (its "
+                            f"stride-2 layers pad one side only), got "
+                            f"{'x'.join(str(s) for s in input_shape[:-1])}; set image_size")
     return entry
 
 

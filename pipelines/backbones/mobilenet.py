@@ -1,55 +1,73 @@
-"""MobileNetV2 (Sandler et al. 2018): inverted residuals of depthwise-separable convolutions."""
+"""MobileNet v1 (Howard et al. 2017) and MobileNetV2 (Sandler et al. 2018) from
+``keras.applications``, re-exposed with pyramid taps, so their ImageNet files fit.
+
+Both take RGB scaled to [-1, 1] (``keras.applications.mobilenet.preprocess_input``); our images
+are floats in [0, 1], so the backbone's first layer maps them there. ``alpha`` is the width
+multiplier; ImageNet weights exist at alpha 0.25/0.5/0.75/1.0 (v1) and 0.35/0.5/0.75/1.0/1.3/1.4
+(v2), trained at 224 x 224 and loaded through Keras' own cache (``$KERAS_HOME/models/``) and
+download (:class:`pipelines.weights.KerasApplicationFile`).
+"""
 
 import keras
 from keras import layers
 
 from pipelines.backbones.base import make_backbone, register_backbone
+from pipelines.weights import KerasApplicationFile, Pretrained
 
-# (expansion t, channels c, repeats n, first stride s), as in the paper's Table 2.
-SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-            (6, 160, 3, 2), (6, 320, 1, 1))
-
-
-def make_divisible(value, divisor=8):
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * value else rounded
-
-
-def inverted_residual(x, expansion, width, stride, name):
-    channels = x.shape[-1]
-    y = x
-    if expansion != 1:
-        y = layers.Conv2D(channels * expansion, 1, use_bias=False, name=f"{name}_expand")(y)
-        y = layers.BatchNormalization(name=f"{name}_expand_bn")(y)
-        y = layers.ReLU(6.0, name=f"{name}_expand_relu")(y)
-    y = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"{name}_dw")(y)
-    y = layers.BatchNormalization(name=f"{name}_dw_bn")(y)
-    y = layers.ReLU(6.0, name=f"{name}_dw_relu")(y)
-    y = layers.Conv2D(width, 1, use_bias=False, name=f"{name}_project")(y)
-    y = layers.BatchNormalization(name=f"{name}_project_bn")(y)
-    if stride == 1 and channels == width:
-        y = layers.Add(name=f"{name}_add")([x, y])
-    return y
+V1_TAPS = {"P1": "conv_pw_1_relu", "P2": "conv_pw_3_relu", "P3": "conv_pw_5_relu",
+           "P4": "conv_pw_11_relu", "P5": "conv_pw_13_relu"}
+V2_TAPS = {"P1": "block_1_expand_relu", "P2": "block_3_expand_relu", "P3": "block_6_expand_relu",
+           "P4": "block_13_expand_relu", "P5": "out_relu"}  # the taps DeepLab and U-Net tutorials use
+V1_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet/"
+V2_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
+V1_ALPHAS = {0.25: "2_5", 0.5: "5_0", 0.75: "7_5", 1.0: "1_0"}
+V2_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+IMAGENET_SIZE = (224, 224, 3)
+LICENCE = "Apache-2.0 (Keras applications; Google's TF-slim checkpoints)"
+PREPROCESSING = "RGB, x / 127.5 - 1 on 0..255: the backbone's first layer"
 
 
-@register_backbone("mobilenet_v2", modality="image", min_size=32,
-                   note="MobileNetV2: inverted residuals, depthwise-separable convs, width multiplier")
-def mobilenet_v2(input_shape, width=1.0):
+def _wrap(application, input_shape, taps, **arguments):
     inputs = keras.Input(input_shape, name="image")
-    x = layers.Conv2D(make_divisible(32 * width), 3, strides=2, padding="same", use_bias=False,
-                      name="stem_conv")(inputs)
-    x = layers.BatchNormalization(name="stem_bn")(x)
-    x = layers.ReLU(6.0, name="stem_relu")(x)
-    pyramid, stride_so_far, block = {}, 2, 0
-    for t, c, n, s in SETTINGS:
-        for i in range(n):
-            stride = s if i == 0 else 1
-            x = inverted_residual(x, t, make_divisible(c * width), stride, name=f"block{block}")
-            block += 1
-        stride_so_far *= s
-        level = f"P{stride_so_far.bit_length() - 1}"
-        pyramid[level] = x  # the last block of each resolution is that level's tap
-    x = layers.Conv2D(make_divisible(1280 * max(width, 1.0)), 1, use_bias=False, name="top_conv")(x)
-    x = layers.BatchNormalization(name="top_bn")(x)
-    pyramid["P5"] = layers.ReLU(6.0, name="top_relu")(x)
-    return make_backbone(inputs, pyramid)
+    scaled = layers.Rescaling(2.0, offset=-1.0, name="to_signed")(inputs)
+    base = application(include_top=False, weights=None, input_tensor=scaled, **arguments)
+    return make_backbone(inputs, {level: base.get_layer(name).output for level, name in taps.items()})
+
+
+def _imagenet(file, url, build, description):
+    return {"imagenet": Pretrained(
+        description=description, licence=LICENCE,
+        source=KerasApplicationFile(file=file, url=url + file, build=build),
+        input_size=IMAGENET_SIZE, mean=(127.5,) * 3, std=(127.5,) * 3, preprocessing=PREPROCESSING)}
+
+
+def mobilenet_weights(alpha=1.0):
+    """The ImageNet file keras.applications.MobileNet(alpha) loads without its top, if any."""
+    if float(alpha) not in V1_ALPHAS:
+        return {}
+    file = f"mobilenet_{V1_ALPHAS[float(alpha)]}_224_tf_no_top.h5"
+    return _imagenet(file, V1_URL, lambda: keras.applications.MobileNet(
+        input_shape=IMAGENET_SIZE, alpha=float(alpha), include_top=False, weights=None),
+        f"ImageNet-1k (MobileNet v1, alpha {float(alpha)}, 224 px)")
+
+
+def mobilenet_v2_weights(alpha=1.0):
+    """The ImageNet file keras.applications.MobileNetV2(alpha) loads without its top, if any."""
+    if float(alpha) not in V2_ALPHAS:
+        return {}
+    file = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_224_no_top.h5"
+    return _imagenet(file, V2_URL, lambda: keras.applications.MobileNetV2(
+        input_shape=IMAGENET_SIZE, alpha=float(alpha), include_top=False, weights=None),
+        f"ImageNet-1k (MobileNetV2, alpha {float(alpha)}, 224 px)")
+
+
+@register_backbone("mobilenet", modality="image", min_size=32, size_multiple=32, pretrained=mobilenet_weights,
+                   note="MobileNet v1 (keras.applications): depthwise-separable convs, width alpha")
+def mobilenet(input_shape, alpha=1.0):
+    return _wrap(keras.applications.MobileNet, input_shape, V1_TAPS, alpha=float(alpha))
+
+
+@register_backbone("mobilenet_v2", modality="image", min_size=32, pretrained=mobilenet_v2_weights,
+                   note="MobileNetV2 (keras.applications): inverted residuals, width alpha")
+def mobilenet_v2(input_shape, alpha=1.0):
+    return _wrap(keras.applications.MobileNetV2, input_shape, V2_TAPS, alpha=float(alpha))
