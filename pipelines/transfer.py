@@ -130,6 +130,9 @@ def pretrained_source(config):
     if spec.startswith(KERAS_HUB_PREFIX):
         return _keras_hub_source(spec, spec[len(KERAS_HUB_PREFIX):])
     entry = BACKBONES.entry(name)
+    if entry.meta.get("inflates") and not entry.meta.get("pretrained"):
+        # a 3D entry takes its 2D twin's weights, inflated as a 2D run's would be (I3D)
+        name, entry = entry.meta["inflates"], BACKBONES.entry(entry.meta["inflates"])
     options = builder_options(config)
     weights, record = cached_weights(name, spec, options, flag=f"--backbone-weights {spec}")
     meta = {"name": name, "modality": entry.meta["modality"], "spatial_dims": entry.meta["spatial_dims"],
@@ -304,6 +307,8 @@ def copy_weights(source, target, *, where, rows=None):
                 mapped[mine] = have[theirs]
                 have = mapped
             elif have.shape != want.shape:
+                if have.ndim == 4 and want.ndim == 5 and have.shape[-1] == 1 and want.shape[-2] == 1:
+                    have = have.transpose(0, 1, 3, 2)  # depthwise (kh, kw, c, 1) as grouped (kh, kw, 1, c)
                 if have.ndim + 1 == want.ndim and have.shape[:-2] == want.shape[1:-2]:
                     have = inflate(have, want.shape[0])
                 if have.shape != want.shape:

@@ -323,7 +323,7 @@ def _backbone_summary(model, config, origin):
 
     return {"name": config.backbone, "from_run": origin["run_dir"] if origin else None,
             "params": int(model.get_layer(BACKBONE_LAYER_NAME).count_params()),
-            "frozen": bool(config.freeze_backbone),
+            "frozen": bool(config.freeze_backbone) and not config.fine_tune_epochs,  # never unfrozen
             "weights_file": config.backbone_weights}
 
 

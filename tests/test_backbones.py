@@ -13,7 +13,7 @@ from pipelines.heads import build_classifier
 TINY = {"basic_cnn": {"widths": [4, 8, 8]}, "vgg_small": {"width": 0.125},
         "resnet18": {"width": 0.0625}, "mobilenet_v2": {"alpha": 0.35}, "mobilenet": {"alpha": 0.25},
         "efficientnet_b0": {}, "efficientnet_lite0": {},
-        "pilotnet": {"width": 0.25}, "basic_cnn3d": {"widths": [4, 8, 8]},
+        "pilotnet": {"width": 0.25}, "basic_cnn3d": {"widths": [4, 8, 8]}, "efficientnet_lite0_3d": {},
         "resnet18_3d": {"width": 0.0625}}
 # "keras_hub" is built from a preset folder, so tests/test_pretrained.py makes one and tests it
 IMAGE_BACKBONES = [e.name for e in BACKBONES.entries()
@@ -119,6 +119,25 @@ def test_a_2d_backbone_inflated_into_its_3d_twin_answers_identical_slices_as_in_
     volume = np.repeat(image[:, None], 8, axis=1)
     response_3d = keras.Model(deep.input, deep.get_layer(first).output)(volume).numpy()
     for depth in range(1, 7):  # slices 0 and 7 see the zero padding
+        np.testing.assert_allclose(response_3d[:, depth], response_2d, rtol=1e-5, atol=1e-5)
+
+
+def test_lite0_depthwise_kernels_inflate_into_grouped_3d_convolutions():
+    """Keras has no DepthwiseConv3D: the 3D Lite0 uses a Conv3D with one group per channel, and
+    the 2D depthwise kernel (kh, kw, c, 1) inflates into it (kd, kh, kw, 1, c), so identical
+    slices give the 2D response away from the depth borders, as for ordinary kernels."""
+    from pipelines.transfer import copy_weights
+
+    keras.utils.set_random_seed(0)
+    flat = create_backbone("efficientnet_lite0", (32, 32, 3))
+    deep = create_backbone("efficientnet_lite0_3d", (16, 32, 32, 1))
+    copy_weights(flat, deep, where="test")
+    assert deep.get_layer("block1_dw_conv").get_weights()[0].shape == (3, 3, 3, 1, 96)
+    image = np.random.default_rng(1).random((1, 32, 32, 1), dtype=np.float32)
+    response_2d = flat.predict(np.repeat(image, 3, -1), verbose=0)["P1"]
+    response_3d = deep.predict(np.repeat(image[:, None], 16, axis=1), verbose=0)["P1"]
+    # of 8 at stride 2: the stem's "same" padding reaches slice 7, the depthwise 3x3 slices 0 and 6
+    for depth in range(1, 6):
         np.testing.assert_allclose(response_3d[:, depth], response_2d, rtol=1e-5, atol=1e-5)
 
 

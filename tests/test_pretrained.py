@@ -219,6 +219,7 @@ def test_a_pretrained_run_records_its_weights_and_warms_up_then_fine_tunes(pretr
     assert "Backbone weights" in (run_dir / "report.md").read_text()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["backbone"]["weights_file"] == "imagenet" and metrics["train"]["epochs"] == 2
+    assert metrics["backbone"]["frozen"] is False  # warmed up frozen, then fine-tuned
 
 
 @pytest.mark.slow
@@ -329,3 +330,26 @@ def test_keras_applications_offline_is_one_line_and_no_run(tmp_path, capsys, mon
     line = _only_line(capsys)
     assert MOBILENET_FILE in line and str(tmp_path / "empty" / "models") in line
     assert not (tmp_path / "out").exists()
+
+
+def test_a_3d_lite0_starts_from_the_imagenet_kernels_inflated(keras_home):
+    """--backbone efficientnet_lite0_3d --backbone-weights imagenet: the 2D twin's ImageNet
+    weights, inflated into 3D (I3D), with the lineage saying both."""
+    from pipelines import transfer
+    from pipelines.tasks import get_task
+
+    config = transfer.settle_fine_tuning(get_task("volume-classification").Config(
+        backbone="efficientnet_lite0_3d", backbone_weights="imagenet"))
+    source = transfer.resolve_source(config, "image")
+    assert config.backbone == "efficientnet_lite0_3d" and source.meta["name"] == "efficientnet_lite0"
+    backbone, origin = transfer.build_backbone(config, (16, 32, 32, 1), source)
+    assert origin["inflated"] == {"from": "efficientnet_lite0", "to": "efficientnet_lite0_3d",
+                                  "how": "2D kernels repeated along depth / depth (I3D)"}
+    assert origin["weights"]["sha256"].startswith("579344248a93")
+    from pipelines.backbones import create_backbone
+
+    flat = create_backbone("efficientnet_lite0", (224, 224, 3))
+    flat.load_weights(str(source.weights))
+    stem_2d = flat.get_layer("stem_conv").get_weights()[0].sum(axis=2)  # RGB summed for one channel
+    stem_3d = backbone.get_layer("stem_conv").get_weights()[0]
+    np.testing.assert_allclose(stem_3d.sum(axis=0)[..., 0, :], stem_2d, rtol=1e-5, atol=1e-6)

@@ -16,6 +16,7 @@ import numpy as np
 from keras import layers
 
 from pipelines.backbones.base import make_backbone, register_backbone
+from pipelines.backbones.spatial import layer, spatial_dims_of
 from pipelines.weights import Pretrained, TorchWheelFile
 
 # (kernel, first stride, expansion, output channels, repeats): EfficientNet-B0's seven stages.
@@ -26,21 +27,29 @@ EPSILON = 1e-3  # TF EfficientNet's batch-norm epsilon, which the checkpoints we
 MEAN, STD = 127.0, 128.0  # on 0..255, every channel
 
 
-def _conv_bn(x, filters, kernel, stride, name, *, activate=True):
-    x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
-                      name=f"{name}_conv")(x)
+def _conv_bn(x, filters, kernel, stride, name, *, dims, activate=True):
+    x = layer("conv", dims)(filters, kernel, strides=stride, padding="same", use_bias=False,
+                            name=f"{name}_conv")(x)
     x = layers.BatchNormalization(epsilon=EPSILON, name=f"{name}_bn")(x)
     return layers.ReLU(6.0, name=f"{name}_relu")(x) if activate else x
 
 
-def _mbconv(x, kernel, stride, expansion, filters, name):
+def _depthwise(channels, kernel, stride, name, dims):
+    """A depthwise convolution: Keras' DepthwiseConv2D, or in 3D a Conv3D with one group per
+    channel (Keras has no DepthwiseConv3D); transfer.copy_weights inflates the one into the other."""
+    if dims == 2:
+        return layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False, name=name)
+    return layers.Conv3D(channels, kernel, strides=stride, padding="same", groups=channels, use_bias=False,
+                         name=name)
+
+
+def _mbconv(x, kernel, stride, expansion, filters, name, dims):
     channels = x.shape[-1]
-    y = _conv_bn(x, channels * expansion, 1, 1, f"{name}_expand") if expansion != 1 else x
-    y = layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False,
-                               name=f"{name}_dw_conv")(y)
+    y = _conv_bn(x, channels * expansion, 1, 1, f"{name}_expand", dims=dims) if expansion != 1 else x
+    y = _depthwise(channels * expansion, kernel, stride, f"{name}_dw_conv", dims)(y)
     y = layers.BatchNormalization(epsilon=EPSILON, name=f"{name}_dw_bn")(y)
     y = layers.ReLU(6.0, name=f"{name}_dw_relu")(y)
-    y = _conv_bn(y, filters, 1, 1, f"{name}_project", activate=False)
+    y = _conv_bn(y, filters, 1, 1, f"{name}_project", dims=dims, activate=False)
     if stride == 1 and channels == filters:
         y = layers.Add(name=f"{name}_add")([x, y])
     return y
@@ -95,16 +104,28 @@ PRETRAINED = {
 }
 
 
-@register_backbone("efficientnet_lite0", modality="image", min_size=32, pretrained=PRETRAINED,
-                   note="EfficientNet-Lite0: MBConv without squeeze-excite, ReLU6; ImageNet weights")
-def efficientnet_lite0(input_shape):
+def _lite0(input_shape):
+    dims = spatial_dims_of(input_shape)
     inputs = keras.Input(input_shape, name="image")
     x = layers.Rescaling(255.0 / STD, offset=-MEAN / STD, name="normalise")(inputs)
-    x = _conv_bn(x, STEM, 3, 2, "stem")
+    x = _conv_bn(x, STEM, 3, 2, "stem", dims=dims)
     pyramid, stride = {}, 2
     for index, kernel, block_stride, expansion, filters in block_names():
         stride *= block_stride
-        x = _mbconv(x, kernel, block_stride, expansion, filters, f"block{index}")
+        x = _mbconv(x, kernel, block_stride, expansion, filters, f"block{index}", dims)
         pyramid[f"P{stride.bit_length() - 1}"] = x  # the last block at each stride taps that level
-    pyramid["P5"] = _conv_bn(x, HEAD, 1, 1, "top")
+    pyramid["P5"] = _conv_bn(x, HEAD, 1, 1, "top", dims=dims)
     return make_backbone(inputs, pyramid)
+
+
+@register_backbone("efficientnet_lite0", modality="image", min_size=32, pretrained=PRETRAINED,
+                   note="EfficientNet-Lite0: MBConv without squeeze-excite, ReLU6; ImageNet weights")
+def efficientnet_lite0(input_shape):
+    return _lite0(input_shape)
+
+
+@register_backbone("efficientnet_lite0_3d", modality="image", spatial_dims=3, min_size=8,
+                   inflates="efficientnet_lite0",
+                   note="EfficientNet-Lite0 on volumes; --backbone-weights imagenet inflates its 2D kernels (I3D)")
+def efficientnet_lite0_3d(input_shape):
+    return _lite0(input_shape)

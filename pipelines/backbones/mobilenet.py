@@ -8,6 +8,8 @@ multiplier; ImageNet weights exist at alpha 0.25/0.5/0.75/1.0 (v1) and 0.35/0.5/
 download (:class:`pipelines.weights.KerasApplicationFile`).
 """
 
+import functools
+
 import keras
 from keras import layers
 
@@ -34,31 +36,28 @@ def _wrap(application, input_shape, taps, **arguments):
     return make_backbone(inputs, {level: base.get_layer(name).output for level, name in taps.items()})
 
 
-def _imagenet(file, url, build, description):
+def _imagenet(application, alpha, alphas, file, url, name):
+    """{"imagenet": Pretrained} of ``application`` at width ``alpha``, if Keras has that file."""
+    if float(alpha) not in alphas:
+        return {}
+    build = functools.partial(application, input_shape=IMAGENET_SIZE, alpha=float(alpha), include_top=False,
+                              weights=None)
     return {"imagenet": Pretrained(
-        description=description, licence=LICENCE,
+        description=f"ImageNet-1k ({name}, alpha {float(alpha)}, 224 px)", licence=LICENCE,
         source=KerasApplicationFile(file=file, url=url + file, build=build),
         input_size=IMAGENET_SIZE, mean=(127.5,) * 3, std=(127.5,) * 3, preprocessing=PREPROCESSING)}
 
 
 def mobilenet_weights(alpha=1.0):
     """The ImageNet file keras.applications.MobileNet(alpha) loads without its top, if any."""
-    if float(alpha) not in V1_ALPHAS:
-        return {}
-    file = f"mobilenet_{V1_ALPHAS[float(alpha)]}_224_tf_no_top.h5"
-    return _imagenet(file, V1_URL, lambda: keras.applications.MobileNet(
-        input_shape=IMAGENET_SIZE, alpha=float(alpha), include_top=False, weights=None),
-        f"ImageNet-1k (MobileNet v1, alpha {float(alpha)}, 224 px)")
+    file = f"mobilenet_{V1_ALPHAS.get(float(alpha))}_224_tf_no_top.h5"
+    return _imagenet(keras.applications.MobileNet, alpha, V1_ALPHAS, file, V1_URL, "MobileNet v1")
 
 
 def mobilenet_v2_weights(alpha=1.0):
     """The ImageNet file keras.applications.MobileNetV2(alpha) loads without its top, if any."""
-    if float(alpha) not in V2_ALPHAS:
-        return {}
     file = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_224_no_top.h5"
-    return _imagenet(file, V2_URL, lambda: keras.applications.MobileNetV2(
-        input_shape=IMAGENET_SIZE, alpha=float(alpha), include_top=False, weights=None),
-        f"ImageNet-1k (MobileNetV2, alpha {float(alpha)}, 224 px)")
+    return _imagenet(keras.applications.MobileNetV2, alpha, V2_ALPHAS, file, V2_URL, "MobileNetV2")
 
 
 @register_backbone("mobilenet", modality="image", min_size=32, size_multiple=32, pretrained=mobilenet_weights,
