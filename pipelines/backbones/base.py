@@ -38,7 +38,9 @@ def register_backbone(name, *, modality, min_size=1, note="", spatial_dims=None,
     (a backbone that keeps a thin volume's depth needs less of it). An entry's
     ``check_options(**options)`` may raise ValueError for options it cannot build, so that they
     are refused before a run exists. ``size_multiple`` refuses other sizes (a network whose
-    strided layers would break the pyramid's ceil rule on them). Extra ``meta`` (a text backbone's ``spans``, the 2D backbone
+    strided layers would break the pyramid's ceil rule on them). ``normalises_input``: the
+    backbone's first layer maps [0, 1] pixels to what its (pretrained) weights expect, so a task
+    leaves out a pixel standardisation of its own. Extra ``meta`` (a text backbone's ``spans``, the 2D backbone
     a 3D one ``inflates``) is kept on the entry.
     """
     if modality == "image":

@@ -118,13 +118,13 @@ def _lite0(input_shape):
     return make_backbone(inputs, pyramid)
 
 
-@register_backbone("efficientnet_lite0", modality="image", min_size=32, pretrained=PRETRAINED,
+@register_backbone("efficientnet_lite0", modality="image", min_size=32, pretrained=PRETRAINED, normalises_input=True,
                    note="EfficientNet-Lite0: MBConv without squeeze-excite, ReLU6; ImageNet weights")
 def efficientnet_lite0(input_shape):
     return _lite0(input_shape)
 
 
-@register_backbone("efficientnet_lite0_3d", modality="image", spatial_dims=3, min_size=8,
+@register_backbone("efficientnet_lite0_3d", modality="image", spatial_dims=3, min_size=8, normalises_input=True,
                    inflates="efficientnet_lite0",
                    note="EfficientNet-Lite0 on volumes; --backbone-weights imagenet inflates its 2D kernels (I3D)")
 def efficientnet_lite0_3d(input_shape):

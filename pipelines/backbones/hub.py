@@ -52,7 +52,7 @@ def preset_scaling(preset):
     return scale.tolist(), offset.tolist()
 
 
-@register_backbone("keras_hub", modality="image", min_size=32, requires=("keras_hub",),
+@register_backbone("keras_hub", modality="image", min_size=32, requires=("keras_hub",), normalises_input=True,
                    note="a KerasHub image backbone from a preset: --backbone-weights keras_hub:PRESET")
 def keras_hub_backbone(input_shape, preset=None, load_weights=True):
     if not preset:

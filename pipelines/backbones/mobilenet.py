@@ -61,12 +61,14 @@ def mobilenet_v2_weights(alpha=1.0):
 
 
 @register_backbone("mobilenet", modality="image", min_size=32, size_multiple=32, pretrained=mobilenet_weights,
+                   normalises_input=True,
                    note="MobileNet v1 (keras.applications): depthwise-separable convs, width alpha")
 def mobilenet(input_shape, alpha=1.0):
     return _wrap(keras.applications.MobileNet, input_shape, V1_TAPS, alpha=float(alpha))
 
 
 @register_backbone("mobilenet_v2", modality="image", min_size=32, pretrained=mobilenet_v2_weights,
+                   normalises_input=True,
                    note="MobileNetV2 (keras.applications): inverted residuals, width alpha")
 def mobilenet_v2(input_shape, alpha=1.0):
     return _wrap(keras.applications.MobileNetV2, input_shape, V2_TAPS, alpha=float(alpha))

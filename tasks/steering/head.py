@@ -19,7 +19,9 @@ OUTPUT_NAME = "steering"
 
 
 def build_regressor(backbone, *, pixel_mean, pixel_variance, target_mean, target_std,
-                    units=(100, 50, 10), pool="flatten", dropout=0.0):
+                    units=(100, 50, 10), pool="flatten", dropout=0.0, standardise_pixels=True):
+    """Frames -> [pixel standardisation] -> backbone -> head -> angle. A backbone that normalises
+    its input itself (pretrained weights expect their own scaling) gets the frames as they are."""
     level = deepest_level(backbone)
     features = pyramid_outputs(backbone)[level]
     head_in = keras.Input(tuple(features.shape[1:]), name="features")
@@ -34,7 +36,7 @@ def build_regressor(backbone, *, pixel_mean, pixel_variance, target_mean, target
 
     inputs = keras.Input(backbone.input_shape[1:], name="image")
     normalised = layers.Normalization(mean=list(pixel_mean), variance=list(pixel_variance),
-                                      name=INPUT_NORMALIZATION)(inputs)
+                                      name=INPUT_NORMALIZATION)(inputs) if standardise_pixels else inputs
     angle = layers.Rescaling(scale=float(target_std), offset=float(target_mean), name=OUTPUT_NAME,
                              dtype="float32")(head(backbone(normalised)[level]))
     return keras.Model(inputs, angle, name="steering_regressor")

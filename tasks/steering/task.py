@@ -150,9 +150,12 @@ class Steering(Task):
 
     # -- model -------------------------------------------------------------------------------
     def build(self, backbone, info, config):
+        from pipelines.backbones import BACKBONES
+
         return build_regressor(backbone, pixel_mean=info.pixel_mean, pixel_variance=info.pixel_variance,
                                target_mean=info.target_mean, target_std=info.target_std,
-                               units=config.head_units, pool=config.head_pool, dropout=config.head_dropout)
+                               units=config.head_units, pool=config.head_pool, dropout=config.head_dropout,
+                               standardise_pixels=not BACKBONES.entry(config.backbone).meta.get("normalises_input"))
 
     def loss(self, config, info):
         import keras
