@@ -39,8 +39,7 @@ from pipelines import workflow  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared" / "datasets"
-LITE0 = {"backbone": "efficientnet_lite0", "backbone_weights": "imagenet", "image_size": 64,
-         "fine_tune_lr_scale": 0.3, "epochs": 20}
+LITE0 = {"backbone": "efficientnet_lite0", "backbone_weights": "imagenet", "image_size": 64, "epochs": 20}
 PAIRS = {
     "imagenet": {"task": "image-classification", "metric": "accuracy", "source": None,
                  "target": {"data": str(SHARED / "pneumoniamnist")},

@@ -230,7 +230,9 @@ def fit(model, train_ds, val_ds, *, config, run_dir, loss, metrics, monitor="val
     built in the strategy's scope and ``fit`` trains :func:`pipelines.distribute.fitting_model`'s
     twin."""
     from pipelines import distribute
+    from pipelines.transfer import settle_fine_tuning
 
+    config = settle_fine_tuning(config)  # a configuration made without resolve_config: its phases
     placement = placement or distribute.Placement(None, "default")
     trained = distribute.fitting_model(model, placement)
     lr_factor = placement.lr_factor(config.lr_scaling)

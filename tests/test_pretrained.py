@@ -365,6 +365,7 @@ def test_the_fine_tuning_recipe_is_settled_once_and_only_for_pretrained_weights(
     recipe = settle_fine_tuning(Config(backbone="efficientnet_lite0", backbone_weights="imagenet", epochs=10))
     assert (recipe.freeze_backbone, recipe.epochs, recipe.fine_tune_epochs, recipe.fine_tune_batch_norm) == \
         (True, 2, 8, "frozen")
+    assert recipe.fine_tune_lr_scale == 1.0
     assert settle_fine_tuning(recipe) == recipe  # idempotent: a resumed run keeps its phases
     chosen = settle_fine_tuning(Config(backbone_weights="imagenet", epochs=10, freeze_backbone=True))
     assert (chosen.epochs, chosen.fine_tune_epochs) == (10, 0)  # the user froze it: head only
@@ -375,6 +376,7 @@ def test_the_fine_tuning_recipe_is_settled_once_and_only_for_pretrained_weights(
     scratch = settle_fine_tuning(Config(epochs=10))
     assert (scratch.freeze_backbone, scratch.epochs, scratch.fine_tune_epochs, scratch.fine_tune_batch_norm) == \
         (False, 10, 0, "trainable")
+    assert scratch.fine_tune_lr_scale == 0.1
     assert dataclasses.replace(scratch) == settle_fine_tuning(scratch)
 
 
