@@ -7,6 +7,7 @@ report. Run by hand: python benchmarks/pipeline_vs_plain.py [REPEATS]
 
 import json
 import statistics
+from pathlib import Path
 import sys
 import tempfile
 import warnings
@@ -19,17 +20,39 @@ from pipelines import training, workflow  # noqa: E402
 
 
 def pipeline_seconds(output, epochs=None, task="image-classification", metric="accuracy", curve=None,
-                     curve_metric="val_accuracy"):
-    """Train the task's default under ``output``; returns (training seconds, test ``metric``).
-    ``curve``, a list, receives (seconds, ``curve_metric``) per epoch from the run's history.csv."""
+                     curve_metric="val_accuracy", sets=None):
+    """Train the task's default (with ``sets``) under ``output``; returns (training seconds, test
+    ``metric``). ``curve``, a list, receives (seconds, ``curve_metric``) per epoch from the run's
+    history.csv."""
     task = workflow.get_task(task)
-    config = workflow.resolve_config(task, sets={"output": output, **({"epochs": epochs} if epochs else {})})
+    config = workflow.resolve_config(task, sets={**(sets or {}), "output": output,
+                                                 **({"epochs": epochs} if epochs else {})})
     run_dir = workflow.train(task.name, config=config, quiet=True, echo=lambda *_: None)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     if curve is not None:
         history = training.read_history(run_dir)
         curve.extend(zip(history["seconds"].astype(float), history[curve_metric].astype(float)))
     return metrics["train"]["seconds"], metrics["metrics"][metric]
+
+
+PRETRAINED_SETS = {"data": str(Path(__file__).resolve().parents[2] / "shared" / "datasets" / "pneumoniamnist"),
+                   "backbone": "efficientnet_lite0", "backbone_weights": "imagenet", "image_size": 64, "epochs": 20}
+
+
+def check_same_pretrained_defaults(config):
+    """The pretrained twin (plain_keras_pretrained.py) restates the fine-tuning recipe the task
+    settles for ImageNet Lite0 at 64 px, and finds the converted weights in Keras' cache."""
+    import plain_keras_pretrained as plain
+
+    from pipelines.weights.cache import cached_weights
+
+    cached_weights("efficientnet_lite0", "imagenet")  # converted once, before any timing
+    warmup = plain.warmup_epochs(plain.EPOCHS)
+    twin = {"epochs": warmup, "fine_tune_epochs": plain.EPOCHS - warmup, "batch_size": plain.BATCH,
+            "learning_rate": plain.LR, "augment_shift": plain.SHIFT, "frozen_lr_scale": plain.HEAD_LR_SCALE,
+            "fine_tune_lr_scale": plain.FINE_TUNE_LR_SCALE, "head_dropout": plain.DROPOUT,
+            "image_size": plain.SIZE, "fine_tune_batch_norm": "frozen", "freeze_backbone": True}
+    _exit_if_drifted("plain_keras_pretrained.py", twin, {key: getattr(config, key) for key in twin})
 
 
 def check_same_defaults(config):

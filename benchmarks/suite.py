@@ -9,6 +9,7 @@ this machine is noisy (the same script swings by a third from run to run).
 
 import dataclasses
 import datetime
+import importlib
 import json
 import os
 import platform
@@ -322,7 +323,7 @@ class Quality:
     note: str = ""
 
 
-def _against_twin(plain_main, task, epochs, repeats, quality):
+def _against_twin(plain_main, task, epochs, repeats, quality, sets=None):
     """The pipeline and its plain twin alternated: training time and its ratio (overhead), the
     test figure of every run, and time to quality: the wall time of the first epoch whose
     validation figure reaches the target, with every run's learning curve."""
@@ -338,7 +339,7 @@ def _against_twin(plain_main, task, epochs, repeats, quality):
         curves["pipeline"].append([])
         return pipeline_vs_plain.pipeline_seconds(output, epochs=epochs, task=task, metric=quality.metric,
                                                   curve=curves["pipeline"][-1],
-                                                  curve_metric=quality.curve_metric)
+                                                  curve_metric=quality.curve_metric, sets=sets)
 
     plain, pipe, figures = _alternated(plain_run, pipeline_run, repeats, epochs)
     ratio = figures.pop("ratio")
@@ -366,10 +367,10 @@ def _time_to_quality(curves, quality):
     return figures
 
 
-def twin_benchmark(name, task, script, check, quick_epochs, quality, *, summary):
-    """Register ``name``: ``cnn-tasks train TASK`` against its plain Keras twin (``script``,
-    whose defaults ``pipeline_vs_plain.CHECK`` pins to the task's), alternated, with time to
-    ``quality()`` (a function: a target may need measuring first)."""
+def twin_benchmark(name, task, script, check, quick_epochs, quality, *, summary, sets=None):
+    """Register ``name``: ``cnn-tasks train TASK`` (with ``sets()``, a function, if given) against
+    its plain Keras twin (``script``, whose defaults ``pipeline_vs_plain.CHECK`` pins to the
+    task's), alternated, with time to ``quality()`` (a function: a target may need measuring first)."""
     def run(quick, repeats):
         import importlib
 
@@ -378,8 +379,12 @@ def twin_benchmark(name, task, script, check, quick_epochs, quality, *, summary)
         from pipelines import workflow
 
         plain = importlib.import_module(script)
-        getattr(pipeline_vs_plain, check)(workflow.get_task(task).Config())
-        return _against_twin(plain.main, task, quick_epochs if quick else plain.EPOCHS, repeats, quality())
+        chosen = sets() if sets else None
+        task_entry = workflow.get_task(task)
+        getattr(pipeline_vs_plain, check)(workflow.resolve_config(task_entry, sets=chosen) if chosen
+                                          else task_entry.Config())
+        return _against_twin(plain.main, task, quick_epochs if quick else plain.EPOCHS, repeats, quality(),
+                             sets=chosen)
 
     return benchmark(name, summary=f"cnn-tasks train {summary} vs its plain Keras twin, same model, data, "
                                    f"epochs and batch; alternated; time to quality")(run)
@@ -404,6 +409,12 @@ twin_benchmark("captioning_overhead", "captioning", "plain_keras_captioning", "c
                                note=" (greedy captions of the 160 validation images, scored after every epoch "
                                     "on both sides; the pipeline's test figure is beam 3, the twin's greedy)"),
                summary="captioning (basic_cnn encoder, attention GRU decoder on builtin:shapes)")
+twin_benchmark("pretrained_overhead", "image-classification", "plain_keras_pretrained",
+               "check_same_pretrained_defaults", 5,
+               lambda: Quality("accuracy", "val_accuracy", 0.9,
+                               note=" (80 validation X-rays; ImageNet Lite0 at 64 px, warm-up then fine-tuning)"),
+               summary="image-classification from ImageNet EfficientNet-Lite0 (pneumoniamnist)",
+               sets=lambda: importlib.import_module("pipeline_vs_plain").PRETRAINED_SETS)
 twin_benchmark("volume_overhead", "volume-classification", "plain_keras_volumes", "check_same_volume_defaults", 8,
                lambda: Quality("accuracy", "val_accuracy", 0.9,
                                note=" (12 of the 13 validation volumes; the issue names no figure for this "

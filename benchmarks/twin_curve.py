@@ -15,7 +15,8 @@ class Curve(keras.callbacks.Callback):
         self.points, self.metric = points, metric
 
     def on_train_begin(self, logs=None):
-        self.start = time.perf_counter()
+        if not hasattr(self, "start"):  # one clock across the fits of a two-phase training
+            self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         self.points.append((time.perf_counter() - self.start, float(logs[self.metric])))

@@ -374,3 +374,30 @@ def test_the_captioning_twin_has_the_tasks_model_splits_and_words(monkeypatch):
     np.testing.assert_array_equal(twin_ids[:, 1:], targets)
     backbone = create_backbone(config.backbone, task.input_shape(info), **config.backbone_options)
     assert plain.captioner(len(names))[0].count_params() == task.build(backbone, info, config).count_params()
+
+
+def test_the_pretrained_twin_restates_the_recipe_and_builds_the_same_network(monkeypatch, tmp_path):
+    """plain_keras_pretrained.py: the fine-tuning recipe the task settles for ImageNet Lite0,
+    and the same network and ImageNet features as the product's backbone."""
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    import pipeline_vs_plain
+    import plain_keras_pretrained as plain
+
+    from pipelines import transfer
+    from pipelines.backbones import create_backbone
+
+    task = workflow.get_task("image-classification")
+    config = workflow.resolve_config(task, sets=pipeline_vs_plain.PRETRAINED_SETS)
+    pipeline_vs_plain.check_same_pretrained_defaults(config)  # converts the weights into tmp_path
+    monkeypatch.setattr(plain, "FINE_TUNE_LR_SCALE", 0.1)
+    with pytest.raises(SystemExit, match="fine_tune_lr_scale: plain 0.1"):
+        pipeline_vs_plain.check_same_pretrained_defaults(config)
+    source = transfer.resolve_source(config, "image")
+    ours, _ = transfer.build_backbone(config, (64, 64, 1), source)
+    theirs = plain.imagenet_lite0(1)
+    assert ours.count_params() == theirs.count_params()
+    x = np.random.default_rng(0).random((2, 64, 64, 1), dtype=np.float32)
+    np.testing.assert_allclose(theirs.predict(x, verbose=0), ours.predict(x, verbose=0)["P5"], atol=1e-4)
