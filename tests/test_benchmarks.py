@@ -225,9 +225,9 @@ def test_a_benchmark_against_its_twin_times_both_and_draws_their_curves(monkeypa
         curve.extend([(1.0, 0.9), (2.0, 0.99)][:epochs])
         return 2.0, 0.98
 
-    def pipeline_seconds(output, *, epochs, task, metric, curve, curve_metric):
+    def pipeline_seconds(output, *, epochs, task, metric, curve, curve_metric, sets):
         order.append("pipeline")
-        assert (task, metric, curve_metric) == ("image-classification", "accuracy", "val_accuracy")
+        assert (task, metric, curve_metric, sets) == ("image-classification", "accuracy", "val_accuracy", None)
         curve.extend([(1.5, 0.95), (3.0, 0.97)][:epochs])
         return 3.0, 0.97
 
