@@ -37,12 +37,11 @@ def keras_home(tmp_path_factory):
 def _photo(name, tmp_path):
     """A scikit-image sample photo as a JPEG file, read back by the product's own image loader."""
     import skimage.data
+    from PIL import Image
 
     from pipelines import imaging
 
     path = tmp_path / f"{name}.jpg"
-    from PIL import Image
-
     Image.fromarray(getattr(skimage.data, name)()).save(path, quality=95)
     return imaging.resize_batch(imaging.read_image(path, channels=3)[None], 224)
 
