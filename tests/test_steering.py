@@ -203,7 +203,7 @@ def test_shift_moves_the_lane_and_corrects_the_angle_by_the_same_fraction():
 
 def test_frames_crop_and_resize_alike_eagerly_and_in_tf_data(tmp_path):
     from pipelines.inputs import tf_dataset
-    from tasks.steering.frames import Frames
+    from pipelines.frames import Frames
 
     for i in range(3):
         write_png(tmp_path / f"f{i}.png", _lane_frame(0.05 * i))

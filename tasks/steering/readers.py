@@ -27,7 +27,7 @@ import numpy as np
 from pipelines.data import SPLIT_NAMES, Dataset, builtin_name, manifest_rows, read_text, shipped_path
 from pipelines.errors import UserError
 from pipelines.image_files import ImageFiles
-from tasks.steering.frames import Frames
+from pipelines.frames import Frames
 
 BUILTIN = {"driving": "driving_steering/labels.csv"}
 UDACITY_LOG = "driving_log.csv"

@@ -15,7 +15,7 @@ from pipelines.inputs import tf_dataset
 from pipelines.preprocessing import Preprocessing
 from pipelines.tasks import Task, register_task
 from tasks.steering import figures, readers
-from tasks.steering.frames import Frames, frame_in_graph
+from pipelines.frames import Frames, frame_in_graph
 from tasks.steering.head import build_regressor
 from tasks.steering.metrics import LOWER_IS_BETTER, steering_metrics
 

@@ -1,5 +1,6 @@
-"""Camera frames read lazily: cropped (rows of sky and bonnet off) and resized to the network's
-height x width, which need not be square (PilotNet takes 66x200).
+"""Images read lazily at the network's height x width, which need not be square (PilotNet takes
+66x200, a detector 320x416), optionally cropped first (a camera's rows of sky and bonnet off).
+Steering and object detection both read their pictures this way.
 
 One decoding path, TensorFlow's: tf.data decodes the files in parallel when training, indexing
 runs the same function eagerly (figures, baselines, ``predict``), and the export runs it in the
