@@ -223,9 +223,13 @@ def cmd_tasks(args):
     if args.json:
         print(json.dumps(rows))
         return
-    print(f"{'task':<24}{'default data':<22}{'backbone':<14}summary")
+    widths = [max(len(str(r[key])) for r in rows + [{"task": "task", "default_data": "default data",
+                                                          "backbone": "backbone"}]) + 2
+              for key in ("task", "default_data", "backbone")]
+    print(f"{'task':<{widths[0]}}{'default data':<{widths[1]}}{'backbone':<{widths[2]}}summary")
     for row in rows:
-        print(f"{row['task']:<24}{row['default_data']:<22}{row['backbone']:<14}{row['summary']}")
+        print(f"{row['task']:<{widths[0]}}{row['default_data']:<{widths[1]}}{row['backbone']:<{widths[2]}}"
+              f"{row['summary']}")
 
 
 def cmd_backbones(args):
