@@ -55,6 +55,47 @@ def check_same_pretrained_defaults(config):
     _exit_if_drifted("plain_keras_pretrained.py", twin, {key: getattr(config, key) for key in twin})
 
 
+def check_same_detection_defaults(config):
+    """The detection twin (plain_keras_detection.py) restates object-detection's defaults on
+    builtin:bccd, including the anchor size the task chooses from the BCCD training boxes."""
+    import plain_keras_detection as plain
+
+    from pipelines import workflow
+    from pipelines.weights.cache import cached_weights
+
+    cached_weights("efficientnet_lite0", "imagenet")  # converted once, before any timing
+    task_entry = workflow.get_task("object-detection")
+    dataset = task_entry.load(config.data, config)
+    info = task_entry.fit_preprocessing(dataset.subset(dataset.made_splits["train"]), config, 32)
+    warmup = max(1, round(plain.EPOCHS * plain.WARMUP_SHARE))
+    settled = workflow.resolve_config(task_entry, base=config_dict(config))
+    task = {"data": config.data, "backbone": (settled.backbone, settled.backbone_weights), "epochs": settled.epochs,
+            "fine_tune_epochs": settled.fine_tune_epochs, "batch_size": settled.batch_size,
+            "learning_rate": settled.learning_rate, "fine_tune": (settled.fine_tune_lr_scale,
+                                                                   settled.fine_tune_batch_norm, settled.frozen_lr_scale),
+            "size": (info.height, info.width), "anchors": (info.anchors["anchor_size"], info.anchors["min_level"],
+                                                          info.anchors["max_level"], info.anchors["num_scales"],
+                                                          tuple(info.anchors["aspect_ratios"])),
+            "heads": (settled.fpn_width, settled.head_depth, settled.head_norm), "focal": (settled.focal_alpha,
+                                                                                        settled.focal_gamma),
+            "matching": (settled.positive_iou, settled.negative_iou, settled.box_weight),
+            "augmentation": (settled.augment_flip, tuple(settled.scale_jitter)), "optimizer": (
+                settled.optimizer, settled.lr_schedule, settled.restore_best)}
+    twin = {"data": "builtin:bccd", "backbone": ("efficientnet_lite0", "imagenet"), "epochs": warmup,
+            "fine_tune_epochs": plain.EPOCHS - warmup, "batch_size": plain.BATCH, "learning_rate": plain.LR,
+            "fine_tune": (plain.FINE_TUNE_LR_SCALE, "frozen", 1.0), "size": (plain.HEIGHT, plain.WIDTH),
+            "anchors": (plain.ANCHOR_SIZE, plain.LEVELS[0], plain.LEVELS[1], plain.SCALES, tuple(plain.RATIOS)),
+            "heads": (plain.FPN, plain.DEPTH, True), "focal": (plain.ALPHA, plain.GAMMA), "matching": (0.5, 0.4, 1.0),
+            "augmentation": ("both", tuple(plain.JITTER)), "optimizer": ("adam", "cosine", True)}
+    _exit_if_drifted("plain_keras_detection.py", twin, task)
+
+
+def config_dict(config):
+    from pipelines import config as config_lib
+
+    return config_lib.to_dict(config)
+
+
 def check_same_defaults(config):
     """The plain script restates the task defaults; a drifted copy would time another model."""
     plain = {"epochs": plain_keras_digits.EPOCHS, "batch_size": plain_keras_digits.BATCH,

@@ -415,6 +415,10 @@ twin_benchmark("pretrained_overhead", "image-classification", "plain_keras_pretr
                                note=" (80 validation X-rays; ImageNet Lite0 at 64 px, warm-up then fine-tuning)"),
                summary="image-classification from ImageNet EfficientNet-Lite0 (pneumoniamnist)",
                sets=lambda: importlib.import_module("pipeline_vs_plain").PRETRAINED_SETS)
+twin_benchmark("detection_overhead", "object-detection", "plain_keras_detection", "check_same_detection_defaults", 3,
+               lambda: Quality("map50", "val_map50", 0.80,
+                               note=" (COCO mAP@0.5 of the 43 validation images after every epoch, both sides)"),
+               summary="object-detection (RetinaNet on ImageNet Lite0, BCCD)")
 twin_benchmark("volume_overhead", "volume-classification", "plain_keras_volumes", "check_same_volume_defaults", 8,
                lambda: Quality("accuracy", "val_accuracy", 0.9,
                                note=" (12 of the 13 validation volumes; the issue names no figure for this "

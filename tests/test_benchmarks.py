@@ -401,3 +401,43 @@ def test_the_pretrained_twin_restates_the_recipe_and_builds_the_same_network(mon
     assert ours.count_params() == theirs.count_params()
     x = np.random.default_rng(0).random((2, 64, 64, 1), dtype=np.float32)
     np.testing.assert_allclose(theirs.predict(x, verbose=0), ours.predict(x, verbose=0)["P5"], atol=1e-4)
+
+
+def test_the_detection_twin_restates_the_defaults_and_builds_the_same_detector(monkeypatch, tmp_path):
+    """plain_keras_detection.py: object-detection's defaults (the anchor size chosen on BCCD
+    included), the same parameter count, the same ImageNet pyramid features and the same loss."""
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    import pipeline_vs_plain
+    import plain_keras_detection as plain
+
+    from pipelines import transfer
+    from tasks.object_detection.model import DetectionLoss
+
+    task = workflow.get_task("object-detection")
+    config = workflow.resolve_config(task)
+    pipeline_vs_plain.check_same_detection_defaults(task.Config())  # converts the weights into tmp_path
+    monkeypatch.setattr(plain, "ANCHOR_SIZE", 4.0)
+    with pytest.raises(SystemExit, match="anchors: plain"):
+        pipeline_vs_plain.check_same_detection_defaults(task.Config())
+    monkeypatch.setattr(plain, "ANCHOR_SIZE", 2.5)
+    source = transfer.resolve_source(config, "image")
+    ours, _ = transfer.build_backbone(config, (plain.HEIGHT, plain.WIDTH, 3), source)
+    theirs_model, theirs = plain.detector(3, 9)
+    x = np.random.default_rng(0).random((1, plain.HEIGHT, plain.WIDTH, 3), dtype=np.float32)
+    mine, other = ours.predict(x, verbose=0), theirs.predict(x, verbose=0)
+    for level in ("P3", "P4", "P5"):
+        np.testing.assert_allclose(other[level], mine[level], atol=1e-4)
+    anchor_spec = {"height": plain.HEIGHT, "width": plain.WIDTH, "min_level": 3, "max_level": 5, "num_scales": 3,
+                   "aspect_ratios": (0.5, 1.0, 2.0), "anchor_size": 2.5}
+    info = task.Preprocessing(height=plain.HEIGHT, width=plain.WIDTH, class_names=["a", "b", "c"],
+                              anchors=anchor_spec)
+    product = task.build(ours, info, config)
+    assert product.count_params() == theirs_model.count_params()
+    truth = np.full((1, 4, 5), -1.0, np.float32)
+    truth[0, :2] = [[10, 20, 40, 52, 0], [200, 100, 330, 220, 2]]
+    raw = np.random.default_rng(1).normal(size=(1, len(plain.anchors()), 7)).astype(np.float32)
+    np.testing.assert_allclose(float(np.sum(DetectionLoss(anchor_spec, 3)(truth, raw))),
+                               float(np.sum(plain.make_loss(plain.anchors(), 3)(truth, raw))), rtol=1e-5)
