@@ -105,6 +105,13 @@ def workload(task, model, info, test, batch):
 
         return ({"image_bytes": tf.constant(png_bytes(images))}, lambda: writer.greedy(images),
                 lambda interpreter: tflite_greedy(interpreter))
+    if name == "object-detection":
+        from tasks.object_detection.task import _detector
+
+        x = np.asarray(task.frames(test, info)[np.arange(min(batch, len(test)))], np.float32)
+        raw = [Path(p).read_bytes() for p in test.x["images"][:batch]]
+        detect = _detector(model, info, 0.05, 0.5, 100)  # the network, decoding and NMS, as predict
+        return ({"image_bytes": tf.constant(raw)}, lambda: detect(x), lambda runner: runner(pixels=x))
     # medical segmentation: one case per request (a volume or an image)
     case = test.x[0]
     if info.volumes:
@@ -125,7 +132,7 @@ def measure(run_dir, scratch, timing=median_ms):
     dataset, splits = workflow.run_data(path, task, config)
     test = task.align(dataset.subset(splits.test), info)
     rows = []
-    batches = (1,) if task.name == "medical-segmentation" else (1, 64)
+    batches = {"medical-segmentation": (1,), "object-detection": (1, 8)}.get(task.name, (1, 64))
     exports = {}
     sm = serving.write(serving.plan(path, "saved_model", Path(scratch) / task.name / "sm"),
                        run_dir=path, task=task, model=model, info=info, saved=saved)
@@ -141,7 +148,7 @@ def measure(run_dir, scratch, timing=median_ms):
     served = tf.saved_model.load(str(sm)).signatures["serving_default"]
     for batch in batches:
         raw, keras_call, tflite_call = workload(task, model, info, test, batch)
-        repeats = 20 if batch == 1 else 5
+        repeats = 20 if batch == 1 else 5  # detection's Keras row: network + decoding + NMS
         rows.append((task.name, "Keras (model.keras)", batch, folder_size(path / "model.keras"),
                      timing(keras_call, repeats)))
         rows.append((task.name, "SavedModel, raw input", batch, folder_size(sm),
@@ -165,7 +172,8 @@ def main(run_dirs):
     print("\nKeras: model.keras on pixels the project prepared (captioning: CaptionWriter greedy; "
           "segmentation: predict_case on the whole case). SavedModel: the serving_default signature "
           "on raw inputs, decoding included. TFLite: the network on prepared pixels (captioning: "
-          "encoder, then the decoder step in a Python greedy loop; segmentation: the case's slices).")
+          "encoder, then the decoder step in a Python greedy loop; segmentation: the case's slices; "
+          "detection: the raw heads, decoding and NMS left to the client).")
 
 
 if __name__ == "__main__":
