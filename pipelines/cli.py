@@ -372,7 +372,9 @@ def cmd_runs(args):
     if not rows:
         print(f"no runs under {args.root}" + (f"/{args.task}" if args.task else ""))
         return
-    print(f"{'task':<22}{'run':<26}{'state':<10}{'data':<26}{'backbone':<14}metrics (network / baseline)")
+    names = [((row["metrics"] or {}).get("backbone") or {}).get("name", "") for row in rows]
+    width = max([len("backbone")] + [len(n) for n in names]) + 2
+    print(f"{'task':<22}{'run':<26}{'state':<10}{'data':<26}{'backbone':<{width}}metrics (network / baseline)")
     for row in rows:
         doc = row["metrics"]
         keys = get_task(row["task"]).key_metrics if doc else ()
@@ -381,7 +383,7 @@ def cmd_runs(args):
         backbone = (doc.get("backbone") or {}) if doc else {}
         origin = "".join(f" <- {_run_name(source)}" for source in runs.backbone_chain(row["run_dir"]))
         print(f"{row['task']:<22}{row['run_dir'].name:<26}{row['state']:<10}"
-              f"{_clip(str(doc.get('data', '')), 25):<26}{backbone.get('name', ''):<14}{shown}{origin}")
+              f"{_clip(str(doc.get('data', '')), 25):<26}{backbone.get('name', ''):<{width}}{shown}{origin}")
 
 
 def _run_record(row):
