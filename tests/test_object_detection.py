@@ -316,6 +316,20 @@ def test_evaluate_maps_other_formats_by_class_name_and_refuses_unknown_classes(d
 
 
 @pytest.mark.slow
+def test_a_new_process_loads_the_run(detection_run):
+    """model.keras names the detection loss: a process that did not train must find it."""
+    import subprocess
+    import sys
+
+    run_dir, root = detection_run
+    image = sorted((root / "voc" / "JPEGImages").glob("*.png"))[0]
+    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "predict", str(run_dir), str(image), "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "detections" in json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
 def test_predict_answers_in_each_images_own_pixels(detection_run, tmp_path, capsys):
     """An image 3x the training size, and the same image already at the network's 64x96 (what the
     network sees of it): the same detections, the big one's boxes 3x as large, in its pixels."""

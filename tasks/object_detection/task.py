@@ -17,6 +17,7 @@ from pipelines.preprocessing import Preprocessing
 from pipelines.tasks import Task, register_task
 from tasks.object_detection import annotations, metrics
 from tasks.object_detection.anchors import AnchorSpec, choose_anchor_size, coverage
+from tasks.object_detection.model import DetectionLoss  # noqa: F401  registered before model.keras loads
 
 LONG_SIDE = 416  # the network's longer side unless told (BCCD's 640x480 -> 416x320)
 STATISTICS_IMAGES = 64  # training images the pixel statistics are measured on
