@@ -36,7 +36,8 @@ class TrainConfig:
     backbone_from: typing.Optional[str] = option(None, help="run directory whose backbone to reuse")
     backbone_weights: typing.Optional[str] = option(
         None, help="a local .weights.h5 for the backbone, or imagenet: the backbone's own pretrained "
-                   "weights (cnn-tasks backbones lists them)")
+                   "weights (cnn-tasks backbones lists them); none: random (a task's default may be "
+                   "imagenet)")
     freeze_backbone: typing.Optional[bool] = option(
         None, help="train the head only (batch norm in inference mode); default: on with pretrained "
                    "(imagenet) weights, as the head's warm-up, else off")
