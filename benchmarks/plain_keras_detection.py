@@ -80,7 +80,7 @@ def padded(boxes, sizes, max_boxes):
         b = b.copy()
         b[:, [0, 2]] *= WIDTH / w
         b[:, [1, 3]] *= HEIGHT / h
-        out[i, :len(b)] = b
+        out[i, :min(len(b), max_boxes)] = b[:max_boxes]  # as the task pads: the training maximum
     return out
 
 

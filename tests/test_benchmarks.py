@@ -438,6 +438,7 @@ def test_the_detection_twin_restates_the_defaults_and_builds_the_same_detector(m
     assert product.count_params() == theirs_model.count_params()
     truth = np.full((1, 4, 5), -1.0, np.float32)
     truth[0, :2] = [[10, 20, 40, 52, 0], [200, 100, 330, 220, 2]]
+    assert plain.padded([np.ones((5, 5), np.float32)], [(10, 10)], 3).shape == (1, 3, 5)  # as the task pads
     raw = np.random.default_rng(1).normal(size=(1, len(plain.anchors()), 7)).astype(np.float32)
     np.testing.assert_allclose(float(np.sum(DetectionLoss(anchor_spec, 3)(truth, raw))),
                                float(np.sum(plain.make_loss(plain.anchors(), 3)(truth, raw))), rtol=1e-5)
