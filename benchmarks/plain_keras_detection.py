@@ -89,7 +89,7 @@ def augment(images, boxes, seed):
     h, w = float(HEIGHT), float(WIDTH)
     valid = boxes[..., 4:5] >= 0
     n = tf.shape(images)[0]
-    for axis, s in zip(FLIPS, seeds[:2]):
+    for axis, s in zip(FLIPS, (seeds[0], seeds[1])):
         flip = tf.random.stateless_uniform([n], s) < 0.5
         if axis == "horizontal":
             images = tf.where(flip[:, None, None, None], tf.reverse(images, [2]), images)
