@@ -60,6 +60,7 @@ def check_same_detection_defaults(config):
     builtin:bccd, including the anchor size the task chooses from the BCCD training boxes."""
     import plain_keras_detection as plain
 
+    from pipelines import config as config_lib
     from pipelines import workflow
     from pipelines.weights.cache import cached_weights
 
@@ -68,7 +69,7 @@ def check_same_detection_defaults(config):
     dataset = task_entry.load(config.data, config)
     info = task_entry.fit_preprocessing(dataset.subset(dataset.made_splits["train"]), config, 32)
     warmup = max(1, round(plain.EPOCHS * plain.WARMUP_SHARE))
-    settled = workflow.resolve_config(task_entry, base=config_dict(config))
+    settled = workflow.resolve_config(task_entry, base=config_lib.to_dict(config))
     task = {"data": config.data, "backbone": (settled.backbone, settled.backbone_weights), "epochs": settled.epochs,
             "fine_tune_epochs": settled.fine_tune_epochs, "batch_size": settled.batch_size,
             "learning_rate": settled.learning_rate, "fine_tune": (settled.fine_tune_lr_scale,
@@ -88,12 +89,6 @@ def check_same_detection_defaults(config):
             "heads": (plain.FPN, plain.DEPTH, True), "focal": (plain.ALPHA, plain.GAMMA), "matching": (0.5, 0.4, 1.0),
             "augmentation": ("both", tuple(plain.JITTER)), "optimizer": ("adam", "cosine", True)}
     _exit_if_drifted("plain_keras_detection.py", twin, task)
-
-
-def config_dict(config):
-    from pipelines import config as config_lib
-
-    return config_lib.to_dict(config)
 
 
 def check_same_defaults(config):

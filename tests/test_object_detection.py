@@ -337,7 +337,7 @@ def test_predict_answers_in_each_images_own_pixels(detection_run, tmp_path, caps
     from PIL import Image
 
     from pipelines.frames import crop_and_resize
-    from tasks.object_detection.metrics import _iou
+    from tasks.object_detection.anchors import pairwise_iou
 
     run_dir, root = detection_run
     image, _ = scene(3)
@@ -353,7 +353,7 @@ def test_predict_answers_in_each_images_own_pixels(detection_run, tmp_path, caps
     found = np.array([d["box"] for d in small["detections"]])
     for b in sorted(large["detections"], key=lambda d: -d["score"])[:3]:
         same = [i for i, d in enumerate(small["detections"]) if d["class"] == b["class"]]
-        assert same and _iou(np.array(b["box"]) / 3, found[same]).max() >= 0.95
+        assert same and pairwise_iou(np.array([b["box"]]) / 3, found[same]).max() >= 0.95
         assert 0 <= b["box"][0] < b["box"][2] <= big.shape[1] and 0 <= b["box"][1] < b["box"][3] <= big.shape[0]
     with Image.open(large["output"]) as drawn:
         assert drawn.size == (big.shape[1], big.shape[0])

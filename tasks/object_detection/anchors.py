@@ -9,7 +9,7 @@ training boxes that some anchor matches at the encoder's positive threshold for 
 and keeps the best (the smaller on a tie: more anchors fit small objects).
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -27,6 +27,14 @@ class AnchorSpec:
     num_scales: int = 3
     aspect_ratios: tuple = (0.5, 1.0, 2.0)
     anchor_size: float = 4.0
+
+    @classmethod
+    def from_json(cls, values):
+        """The spec from its config.json record (``DetectionPreprocessing.anchors``)."""
+        return cls(**{**values, "aspect_ratios": tuple(values["aspect_ratios"])})
+
+    def to_json(self):
+        return {**asdict(self), "aspect_ratios": list(self.aspect_ratios)}
 
     @property
     def per_location(self):
@@ -48,7 +56,7 @@ class AnchorSpec:
 
 
 def pairwise_iou(boxes, anchors):
-    """(n, A) IoU of xyxy ``boxes`` against xyxy ``anchors`` (numpy)."""
+    """(n, A) IoU of xyxy ``boxes`` against xyxy ``anchors`` (numpy; any two sets of boxes)."""
     x1 = np.maximum(boxes[:, None, 0], anchors[None, :, 0])
     y1 = np.maximum(boxes[:, None, 1], anchors[None, :, 1])
     x2 = np.minimum(boxes[:, None, 2], anchors[None, :, 2])
@@ -81,8 +89,6 @@ def coverage(spec, boxes_per_image, threshold=0.5, limit=4000):
 def choose_anchor_size(spec, boxes_per_image, threshold=0.5, candidates=CANDIDATE_SIZES):
     """(anchor_size, {size: (overall coverage, per-class coverage)}): the candidate whose anchors
     match the most training boxes, averaged over classes so a rare small class counts."""
-    from dataclasses import replace
-
     measured = {size: coverage(replace(spec, anchor_size=size), boxes_per_image, threshold)
                 for size in candidates}
 

@@ -11,6 +11,8 @@ import io
 
 import numpy as np
 
+from tasks.object_detection.anchors import pairwise_iou
+
 MAX_DETECTIONS = 100
 
 
@@ -108,7 +110,7 @@ def threshold_table(truth, detections, thresholds=(0.3, 0.5, 0.7), iou=0.5):
             for x1, y1, x2, y2, _, label in found:
                 candidates = np.flatnonzero((boxes[:, 4] == label) & ~used)
                 if candidates.size:
-                    overlap = _iou(np.array([x1, y1, x2, y2]), boxes[candidates, :4])
+                    overlap = pairwise_iou(np.array([[x1, y1, x2, y2]]), boxes[candidates, :4])[0]
                     j = int(np.argmax(overlap))
                     if overlap[j] >= iou:
                         used[candidates[j]] = True
@@ -122,10 +124,3 @@ def threshold_table(truth, detections, thresholds=(0.3, 0.5, 0.7), iou=0.5):
                      "detections": tp + fp})
     return rows
 
-
-def _iou(box, boxes):
-    x1, y1 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
-    x2, y2 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    union = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(union - inter, 1e-9)

@@ -105,10 +105,6 @@ def _apply(stack, x):
     return x
 
 
-def spec_of(info):
-    return AnchorSpec(**info.anchors)
-
-
 @keras.saving.register_keras_serializable(package="cnn_tasks")
 class DetectionLoss(keras.losses.Loss):
     """RetinaNet's loss on ground truth ``(batch, max_boxes, 5)`` (xyxy network pixels and class
@@ -121,11 +117,11 @@ class DetectionLoss(keras.losses.Loss):
     def __init__(self, anchors, num_classes, positive_iou=0.5, negative_iou=0.4, alpha=0.25, gamma=2.0,
                  box_weight=1.0, name="detection_loss", **kwargs):
         super().__init__(name=name, **kwargs)
-        self.anchors = dict(anchors)
+        self.anchors = AnchorSpec.from_json(anchors).to_json()
         self.num_classes = int(num_classes)
         self.positive_iou, self.negative_iou = float(positive_iou), float(negative_iou)
         self.alpha, self.gamma, self.box_weight = float(alpha), float(gamma), float(box_weight)
-        self._anchor_boxes = AnchorSpec(**self.anchors).boxes()
+        self._anchor_boxes = AnchorSpec.from_json(self.anchors).boxes()
 
     def call(self, y_true, y_pred):
         ops = keras.ops
@@ -199,8 +195,15 @@ def pad_boxes(boxes_per_image, scale, max_boxes):
     out = np.full((len(boxes_per_image), max(max_boxes, 1), 5), PADDING, np.float32)
     for i, boxes in enumerate(boxes_per_image):
         if len(boxes):
-            scaled = np.asarray(boxes, np.float32).copy()
-            scaled[:, [0, 2]] *= scale[i][0]
-            scaled[:, [1, 3]] *= scale[i][1]
+            scaled = scaled_boxes(boxes, scale[i])
             out[i, :len(scaled)] = scaled[:max_boxes]
     return out
+
+
+def scaled_boxes(boxes, scale):
+    """(n, 5) boxes with x scaled by ``scale[0]`` and y by ``scale[1]`` (an image's pixels to
+    the network's), classes kept."""
+    boxes = np.asarray(boxes, np.float32).copy()
+    boxes[:, [0, 2]] *= scale[0]
+    boxes[:, [1, 3]] *= scale[1]
+    return boxes

@@ -19,10 +19,6 @@ from tasks.object_detection.model import decode
 SERVING_SCORE_THRESHOLD = 0.05  # clients filter further; COCO-style consumers want low scores too
 
 
-def _anchors(info):
-    return AnchorSpec(**{**info.anchors, "aspect_ratios": tuple(info.anchors["aspect_ratios"])}).boxes()
-
-
 def _named(boxes, scores, classes, valid, info):
     import tensorflow as tf
 
@@ -33,7 +29,7 @@ def _named(boxes, scores, classes, valid, info):
 def serving_signatures(model, info, max_detections=100):
     import tensorflow as tf
 
-    anchors = _anchors(info)
+    anchors = AnchorSpec.from_json(info.anchors).boxes()
     size = (info.height, info.width, 3)
 
     def detect(pixels):

@@ -6,7 +6,7 @@ import json
 import typing
 from pathlib import Path
 import weakref
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from pipelines.preprocessing import Preprocessing
 from pipelines.tasks import Task, register_task
 from tasks.object_detection import annotations, metrics
 from tasks.object_detection.anchors import AnchorSpec, choose_anchor_size, coverage
-from tasks.object_detection.model import DetectionLoss  # noqa: F401  registered before model.keras loads
+from tasks.object_detection.model import DetectionLoss  # imported here: registered before model.keras loads
 
 LONG_SIDE = 416  # the network's longer side unless told (BCCD's 640x480 -> 416x320)
 STATISTICS_IMAGES = 64  # training images the pixel statistics are measured on
@@ -127,14 +127,15 @@ class ObjectDetection(Task):
 
     def fit_preprocessing(self, train, config, min_size):
         height, width = _input_size(train, config, min_size)
-        scale = _scales(train, height, width)
-        boxes = [_scaled(b, s) for b, s in zip(train.y, scale)]
+        from tasks.object_detection.model import scaled_boxes
+
+        boxes = [scaled_boxes(b, s) for b, s in zip(train.y, _scales(train, height, width))]
         spec = AnchorSpec(height, width, config.min_level, config.max_level, config.num_scales,
                           tuple(float(r) for r in config.aspect_ratios), config.anchor_size or 4.0)
         notes = []
         if config.anchor_size is None:
             size, measured = choose_anchor_size(spec, boxes, config.positive_iou)
-            spec = AnchorSpec(**{**asdict(spec), "anchor_size": size})
+            spec = replace(spec, anchor_size=size)
             overall, _ = measured[size]
             notes.append(f"Anchor size {size:g} strides chosen from the training boxes: "
                          + ", ".join(f"{s:g}: {measured[s][0]:.1%}" for s in sorted(measured))
@@ -145,7 +146,7 @@ class ObjectDetection(Task):
         pick = np.unique(np.linspace(0, len(frames) - 1, min(STATISTICS_IMAGES, len(frames))).astype(int))
         sample = frames[pick]
         return DetectionPreprocessing(
-            height=height, width=width, class_names=list(names), anchors=_spec_json(spec),
+            height=height, width=width, class_names=list(names), anchors=spec.to_json(),
             anchor_coverage={names[c]: round(v, 4) for c, v in per_class.items()},
             pixel_mean=sample.mean(axis=(0, 1, 2)).tolist(),
             pixel_variance=np.maximum(sample.var(axis=(0, 1, 2)), 1e-6).tolist(),
@@ -194,15 +195,13 @@ class ObjectDetection(Task):
         from tasks.object_detection.model import build_detector
 
         standardise = not BACKBONES.entry(config.backbone).meta.get("normalises_input")
-        return build_detector(backbone, num_classes=len(info.class_names), spec=AnchorSpec(**_spec_args(info)),
+        return build_detector(backbone, num_classes=len(info.class_names), spec=AnchorSpec.from_json(info.anchors),
                               fpn_width=config.fpn_width, head_depth=config.head_depth,
                               head_norm=config.head_norm,
                               pixel_mean=info.pixel_mean if standardise else None,
                               pixel_variance=info.pixel_variance if standardise else None)
 
     def loss(self, config, info):
-        from tasks.object_detection.model import DetectionLoss
-
         return DetectionLoss(info.anchors, len(info.class_names), positive_iou=config.positive_iou,
                              negative_iou=config.negative_iou, alpha=config.focal_alpha,
                              gamma=config.focal_gamma, box_weight=config.box_weight)
@@ -223,17 +222,10 @@ class ObjectDetection(Task):
 
     # -- evaluation --------------------------------------------------------------------------
     def predict_dataset(self, model, dataset, info, config, progress=None, score_threshold=None):
-        frames = self.frames(dataset, info)
-        sizes = np.asarray(dataset.x["sizes"])
         threshold = config.score_threshold if score_threshold is None else score_threshold
         detector = _detector(model, info, threshold, config.nms_iou, config.max_detections)
-        found = []
-        for start in range(0, len(frames), PREDICT_BATCH):
-            rows = np.arange(start, min(start + PREDICT_BATCH, len(frames)))
-            found += _in_image_pixels(detector(frames[rows]), sizes[rows], info)
-            if progress:
-                progress(rows[-1] + 1, len(frames), "images")
-        return Detections(found)
+        return Detections(_detect(detector, self.frames(dataset, info), np.asarray(dataset.x["sizes"]), info,
+                                  progress))
 
     def metrics(self, dataset, outputs, info):
         return metrics.detection_metrics(list(dataset.y), outputs.boxes, info.class_names)
@@ -307,7 +299,7 @@ class ObjectDetection(Task):
         height, width = np.asarray(dataset.x["sizes"])[image]
         box = row[:4] * np.array([info.width / width, info.height / height] * 2)
         pixels = self.frames(dataset, info)[int(image)]
-        spec = AnchorSpec(**_spec_args(info))
+        spec = AnchorSpec.from_json(info.anchors)
         cam, level = box_activation_map(model, pixels, box, int(rarest), spec.boxes(), spec)
         name = info.class_names[int(rarest)]
         return (figures.box_gradcam_figure(pixels, cam, box, f"{name} {row[4]:.2f} (anchor on {level})"),
@@ -333,11 +325,7 @@ class ObjectDetection(Task):
         sizes = np.asarray([annotations.image_size(p) for p in paths])
         detector = _detector(model, info, threshold, float(options.get("nms_iou", 0.5)),
                              int(options.get("max_detections", 100)))
-        frames = Frames(paths, info.height, info.width, 3)
-        found = []
-        for start in range(0, len(paths), PREDICT_BATCH):
-            rows = np.arange(start, min(start + PREDICT_BATCH, len(paths)))
-            found += _in_image_pixels(detector(frames[rows]), sizes[rows], info)
+        found = _detect(detector, Frames(paths, info.height, info.width, 3), sizes, info)
         records = []
         for path, boxes in zip(paths, found):
             detections = [{"class": info.class_names[int(c)], "score": round(float(s), 4),
@@ -371,16 +359,6 @@ class ObjectDetection(Task):
         return {"raw_outputs": raw_signature(model, info)}
 
 
-def _spec_json(spec):
-    values = asdict(spec)
-    values["aspect_ratios"] = list(values["aspect_ratios"])
-    return values
-
-
-def _spec_args(info):
-    return {**info.anchors, "aspect_ratios": tuple(info.anchors["aspect_ratios"])}
-
-
 _DETECTORS = weakref.WeakKeyDictionary()  # model -> {settings: traced detector}, traced once per model
 
 
@@ -395,7 +373,7 @@ def _detector(model, info, score_threshold, iou_threshold, max_detections):
     known = _DETECTORS.setdefault(model, {})
     if key in known:
         return known[key]
-    anchors = AnchorSpec(**_spec_args(info)).boxes()
+    anchors = AnchorSpec.from_json(info.anchors).boxes()
 
     @tf.function(reduce_retracing=True)
     def run(pixels):
@@ -404,6 +382,17 @@ def _detector(model, info, score_threshold, iou_threshold, max_detections):
 
     known[key] = lambda pixels: [t.numpy() for t in run(tf.convert_to_tensor(pixels, tf.float32))]
     return known[key]
+
+
+def _detect(detector, frames, sizes, info, progress=None):
+    """One (k, 6) array per image of ``frames`` (images of ``sizes``), PREDICT_BATCH at a time."""
+    found = []
+    for start in range(0, len(frames), PREDICT_BATCH):
+        rows = np.arange(start, min(start + PREDICT_BATCH, len(frames)))
+        found += _in_image_pixels(detector(frames[rows]), sizes[rows], info)
+        if progress:
+            progress(rows[-1] + 1, len(frames), "images")
+    return found
 
 
 def _in_image_pixels(decoded, sizes, info):
@@ -422,13 +411,6 @@ def _in_image_pixels(decoded, sizes, info):
 def _scales(dataset, height, width):
     """Per image (sx, sy): its pixels to the network's."""
     return [(width / w, height / h) for h, w in np.asarray(dataset.x["sizes"])]
-
-
-def _scaled(boxes, scale):
-    boxes = np.asarray(boxes, np.float32).copy()
-    boxes[:, [0, 2]] *= scale[0]
-    boxes[:, [1, 3]] *= scale[1]
-    return boxes
 
 
 def _input_size(train, config, min_size):
